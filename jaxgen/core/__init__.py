@@ -1,0 +1,1 @@
+"""Mesh, sharding, TrainState, optimizers, precision and multi-host initialisation."""

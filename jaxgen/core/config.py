@@ -1,0 +1,110 @@
+"""The top-level config keys every experiment shares (DESIGN.md, "Configs").
+
+A config file builds on `base_config()` and fills in `method`, `model`, `data`
+and the family's own `method.*` settings. `validate` checks what the train loop
+relies on and fails with one clear message.
+"""
+
+import difflib
+
+import ml_collections
+
+from jaxgen.errors import ConfigError
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Shared keys with defaults; families add theirs under `model` and `method`."""
+  c = ml_collections.ConfigDict()
+  c.method = ml_collections.ConfigDict({'name': ''})
+  c.model = ml_collections.ConfigDict()
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = ''                 # TFDS name: 'mnist5k', 'digits', 'toy2d/ring8', 'mnist', ...
+  c.data.data_dir = ''             # TFDS data_dir ('' = $JAXGEN_DATA_DIR or ~/tensorflow_datasets)
+  c.data.train_split = 'train'
+  c.data.eval_split = 'test'
+  c.data.binarize = ''             # '' | 'dynamic' (fresh Bernoulli draw per step; test fixed-seed) | 'threshold'
+  c.data.dequantize = False        # uniform dequantization: x = (x_int + u) / levels
+  c.data.max_eval_examples = 0     # 0 = the whole eval split
+  c.data.prefetch = 2              # host batches prepared ahead of the device
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 1000
+  c.train.batch_size = 128         # global batch, over all processes and devices
+  c.train.seed = 0
+  c.train.log_every = 50
+  c.train.eval_every = 1000
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 3     # keep-last-N
+  c.train.keep_period = 0          # also keep every K-th step (0 = off)
+  c.train.ema_decay = 0.0          # 0 = no EMA parameters
+  c.train.eval_batch_size = 500
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = 'adam'
+  c.optim.lr = 1e-3
+  c.optim.schedule = 'constant'
+  c.optim.warmup_steps = 0
+  c.optim.decay_steps = 0
+  c.optim.final_lr_ratio = 0.0
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.weight_decay = 0.0
+  c.optim.momentum = 0.0
+  c.optim.grad_clip = 0.0
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  # Logical parameter axis -> mesh axis (None = replicated).
+  c.mesh.rules = (('batch', ('data', 'fsdp')), ('embed', 'fsdp'), ('mlp', 'tensor'),
+                  ('heads', 'tensor'), ('vocab', 'tensor'), ('conv_in', None), ('conv_out', 'tensor'))
+
+  c.evals = ml_collections.ConfigDict()
+  return c
+
+
+def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Lock the config so that an unknown override key is an error, not a new key."""
+  config.lock()
+  return config
+
+
+def _all_keys(config, prefix=''):
+  for key, value in config.items():
+    name = f'{prefix}{key}'
+    yield name
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _all_keys(value, name + '.')
+
+
+def unknown_key_message(config, key: str) -> str:
+  """'config.x.y is not a valid key; did you mean ...' with the closest valid keys."""
+  keys = list(_all_keys(config))
+  close = difflib.get_close_matches(key, keys, n=5, cutoff=0.5)
+  parent = key.rsplit('.', 1)[0] if '.' in key else ''
+  siblings = sorted(k for k in keys if parent and k.startswith(parent + '.') and k.count('.') == key.count('.'))
+  msg = f'config.{key} is not a valid config key.'
+  if close:
+    msg += ' Did you mean: ' + ', '.join(f'config.{k}' for k in close) + '?'
+  if siblings:
+    msg += ' Valid keys under config.' + parent + ': ' + ', '.join(s.rsplit('.', 1)[1] for s in siblings) + '.'
+  return msg
+
+
+def validate(config) -> None:
+  """Check the keys the train loop relies on; raise ConfigError with what to fix."""
+  for key in ('method.name', 'data.name'):
+    section, name = key.split('.')
+    if not config[section].get(name):
+      raise ConfigError(f'config.{key} must be set.')
+  t = config.train
+  for key in ('steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint_every'):
+    if int(t[key]) <= 0:
+      raise ConfigError(f'config.train.{key} must be positive, got {t[key]}.')
+  if not 0.0 <= float(t.ema_decay) < 1.0:
+    raise ConfigError(f'config.train.ema_decay must be in [0, 1), got {t.ema_decay}.')
+  if config.data.binarize not in ('', 'dynamic', 'threshold'):
+    raise ConfigError(f"config.data.binarize={config.data.binarize!r} is not one of '', 'dynamic', 'threshold'.")

@@ -1,0 +1,57 @@
+"""Evaluator registry with per-evaluator cadence.
+
+`config.evals.<name>` is one ConfigDict per evaluator: its settings and `every`
+(steps between runs; default `config.train.eval_every`). An evaluator is built
+once per run from (its config, an EvalContext) and called with (state, step);
+it returns a dict of scalar metrics (written to metrics.jsonl with split
+'eval') and may write files under WORKDIR/samples.
+"""
+
+import dataclasses
+import importlib
+from typing import Any
+
+from jaxgen.errors import ConfigError
+
+_REGISTRY = {}
+_BUILTIN = {
+    'nll': 'jaxgen.evals.nll',
+    'samples': 'jaxgen.evals.samples',
+    'reconstructions': 'jaxgen.evals.samples',
+}
+
+
+@dataclasses.dataclass
+class EvalContext:
+  """What every evaluator may use: the run's method, config, data info, mesh and workdir."""
+  method: Any
+  config: Any
+  info: Any
+  mesh: Any
+  workdir: str
+  is_main: bool
+
+
+def register(name):
+  def wrap(cls):
+    _REGISTRY[name] = cls
+    return cls
+  return wrap
+
+
+def get(name):
+  if name not in _REGISTRY and name in _BUILTIN:
+    importlib.import_module(_BUILTIN[name])
+  if name not in _REGISTRY:
+    raise ConfigError(f'config.evals.{name}: no evaluator named {name!r}; known: '
+                      f'{", ".join(sorted(set(_REGISTRY) | set(_BUILTIN)))}.')
+  return _REGISTRY[name]
+
+
+def build_all(config, ctx: EvalContext) -> dict:
+  """{name: (every, evaluator)} for every entry of config.evals."""
+  evaluators = {}
+  for name, eval_config in config.evals.items():
+    every = int(eval_config.get('every', 0) or config.train.eval_every)
+    evaluators[name] = (every, get(name)(eval_config, ctx))
+  return evaluators

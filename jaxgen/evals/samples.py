@@ -1,0 +1,72 @@
+"""`samples` and `reconstructions`: PNG grids (scatter plots for 2-D data) plus raw .npy.
+
+Files go to WORKDIR/samples/<name>_<step>.png and .npy. Sampling uses a fixed
+rng (`seed`), so the same checkpoint always gives the same picture.
+"""
+
+import functools
+import os
+
+import jax
+import numpy as np
+
+from jaxgen.core.mesh import replicated, shard_batch, to_host
+from jaxgen.data import eval_batches
+from jaxgen.evals import register
+from jaxgen.logging import save_image_grid, save_scatter
+
+
+def write_examples(ctx, name: str, step: int, examples: np.ndarray, columns=None) -> str:
+  """Save examples as a grid PNG (images) or scatter PNG (2-D points) and .npy; returns the PNG path."""
+  directory = os.path.join(ctx.workdir, 'samples')
+  stem = os.path.join(directory, f'{name}_{step:07d}')
+  if ctx.is_main:
+    os.makedirs(directory, exist_ok=True)
+    np.save(stem + '.npy', examples)
+    if ctx.info.kind == 'image':
+      save_image_grid(stem + '.png', examples, columns=columns, scale=max(1, 64 // ctx.info.shape[0]))
+    elif examples.ndim == 2 and examples.shape[1] == 2:
+      save_scatter(stem + '.png', examples)
+  return stem + '.png'
+
+
+@register('samples')
+class SamplesEvaluator:
+  """Config: every, num (default 64), seed."""
+
+  def __init__(self, eval_config, ctx):
+    self.ctx = ctx
+    self.num = int(eval_config.get('num', 64))
+    self.seed = int(eval_config.get('seed', 0))
+    self._sample = jax.jit(functools.partial(ctx.method.sample, num=self.num), out_shardings=replicated(ctx.mesh))
+
+  def __call__(self, state, step):
+    examples = to_host(self._sample(state.eval_params(), jax.random.PRNGKey(self.seed)))
+    write_examples(self.ctx, 'samples', step, examples)
+    return {}
+
+
+@register('reconstructions')
+class ReconstructionsEvaluator:
+  """Rows alternate real eval examples and their reconstructions. Config: every, num (default 32), seed."""
+
+  def __init__(self, eval_config, ctx):
+    self.ctx = ctx
+    self.num = int(eval_config.get('num', 32))
+    self.seed = int(eval_config.get('seed', 0))
+    # Returns the real examples too, gathered onto every process, beside their reconstructions.
+    self._reconstruct = jax.jit(lambda params, batch, rng: (batch['x'], ctx.method.reconstruct(params, batch, rng)),
+                                out_shardings=replicated(ctx.mesh))
+
+  def __call__(self, state, step):
+    batch = next(eval_batches(self.ctx.config.data, self.num, jax.process_index(), jax.process_count()))
+    batch.pop('mask')
+    real, recon = self._reconstruct(state.eval_params(), shard_batch(batch, self.ctx.mesh),
+                                    jax.random.PRNGKey(self.seed))
+    real, recon = to_host(real), to_host(recon)
+    columns = 8
+    rows = []
+    for start in range(0, self.num, columns):  # real row, then its reconstruction row
+      rows += [real[start:start + columns], recon[start:start + columns]]
+    write_examples(self.ctx, 'reconstructions', step, np.concatenate(rows), columns=columns)
+    return {}

@@ -1,0 +1,86 @@
+"""Command line: train, evaluate or sample any experiment config.
+
+  python -m jaxgen.main --config=configs/vae/mnist5k.py --workdir=runs/vae
+  python -m jaxgen.main --config=configs/vae/mnist5k.py:smoke --workdir=/tmp/x --config.optim.lr=3e-4
+  python -m jaxgen.main --config=configs/vae/mnist5k.py --workdir=runs/vae --mode=eval
+  python -m jaxgen.main --config=configs/vae/mnist5k.py --workdir=runs/vae --mode=sample
+
+Multi-host: add --coordinator_address=HOST:PORT --num_processes=N --process_id=I
+on every host (SLURM and Cloud TPU pods are detected without flags).
+Errors a user can cause end with one message (exit code 1), no traceback.
+"""
+
+import importlib.util
+import re
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/vae/mnist5k.py[:smoke].',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and samples.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample'],
+                          'train (resumes from the workdir), eval (latest checkpoint), or sample.')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', '', 'host:port of process 0, for multi-host runs.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0, 'Number of processes in a multi-host run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', -1, 'This process index in a multi-host run.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+SAMPLE_EVALUATORS = ('samples', 'reconstructions')
+
+
+def load_config_file(spec: str):
+  """get_config(arg) of 'path/to/file.py[:arg]', without command-line overrides."""
+  path, _, arg = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('_jaxgen_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def bad_override_message(argv) -> str:
+  """The message for the first --config.KEY=... override that names no key of the config."""
+  from jaxgen.core.config import unknown_key_message
+  spec = next(a.split('=', 1)[1] for a in argv if a.startswith('--config='))
+  config = load_config_file(spec)
+  for arg in argv:
+    match = re.match(r'--config\.([\w.]+)=', arg)
+    if not match:
+      continue
+    node = config
+    for part in match.group(1).split('.'):
+      if not hasattr(node, 'keys') or part not in node:
+        return unknown_key_message(config, match.group(1))
+      node = node[part]
+  return ''
+
+
+def _main(argv):
+  del argv
+  from jaxgen import train
+  from jaxgen.core import distributed
+  from jaxgen.errors import ConfigError, JaxgenError
+  logging.set_verbosity(logging.WARNING)
+  try:
+    try:
+      config = _CONFIG.value
+    except (AttributeError, KeyError) as e:  # config_flags applies overrides lazily
+      raise ConfigError(bad_override_message(sys.argv) or f'bad --config override: {e}') from None
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    if _MODE.value == 'train':
+      train.train_and_evaluate(config, _WORKDIR.value)
+    else:
+      names = SAMPLE_EVALUATORS if _MODE.value == 'sample' else None
+      for name, value in train.evaluate(config, _WORKDIR.value, names).items():
+        print(f'{name}: {value:.6g}')
+  except JaxgenError as e:
+    sys.exit(f'error: {e}')
+
+
+def main():
+  app.run(_main)
+
+
+if __name__ == '__main__':
+  main()

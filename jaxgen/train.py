@@ -1,0 +1,262 @@
+"""The one train loop for every family (no per-family forks).
+
+init or resume -> jitted, sharded step -> periodic log / eval / checkpoint.
+
+* The state is initialised straight into its shardings: `eval_shape(init)`
+  gives the abstract (logically annotated) state, `state_shardings` maps it to
+  the mesh, and `jit(init, out_shardings=...)` materialises each shard where it
+  lives, so full parameters never sit on one host.
+* The step is `jit(method.train_step + step count + EMA, donate_argnums=0)`,
+  compiled ahead of time so its compile time is measured and logged at step 0.
+* Metrics stay on the device until the log cadence; then they are fetched in
+  one transfer, checked for NaN/Inf, averaged and written.
+* A workdir with a checkpoint resumes from it; the batch for step k depends
+  only on (seed, k, process), so a resumed run is bit-for-bit the uninterrupted one.
+* SIGTERM (preemption) saves a checkpoint at the current step and exits cleanly.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+
+from jaxgen import data, evals, methods
+from jaxgen.checkpoint import Checkpointer
+from jaxgen.core import config as config_lib
+from jaxgen.core.mesh import BATCH_AXES, batch_sharding, make_mesh, replicated, shard_batch, state_shardings, to_host
+from jaxgen.errors import CheckpointError, ConfigError, NonFiniteError
+from jaxgen.logging import MetricWriter, ProgressBar
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything a run needs, built once by `setup`."""
+  config: Any
+  workdir: str
+  mesh: Any
+  info: Any
+  method: Any
+  loader: Any
+  shardings: Any
+  state: Any
+  checkpointer: Checkpointer
+  writer: MetricWriter
+  evaluators: dict
+  is_main: bool
+  resumed: bool
+
+
+def _param_count(params) -> int:
+  return int(sum(math.prod(np.shape(x)) for x in jax.tree.leaves(params)))
+
+
+def _check_batch_size(config, mesh) -> None:
+  shards = math.prod(mesh.shape[a] for a in BATCH_AXES)
+  for key in ('batch_size', 'eval_batch_size'):
+    size = int(config.train[key])
+    if size % shards or size % jax.process_count():
+      raise ConfigError(f'config.train.{key}={size} must be divisible by the {shards} batch shards '
+                        f'(mesh data x fsdp) and the {jax.process_count()} processes.')
+
+
+def setup(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None, restore: bool = True) -> Run:
+  """Build mesh, data, method, state (fresh or restored), checkpointer, writer and evaluators."""
+  config_lib.validate(config)
+  workdir = os.path.abspath(workdir)
+  is_main = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+
+  mesh = make_mesh(config.mesh, devices)
+  _check_batch_size(config, mesh)
+  loader = data.TrainLoader(config.data, config.train.batch_size, config.train.seed,
+                            jax.process_index(), jax.process_count())
+  info = loader.info
+  method = methods.get(config.method.name)(config, info)
+
+  rng = jax.random.PRNGKey(config.train.seed)
+  example = shard_batch(loader.batch(0), mesh)
+  abstract = jax.eval_shape(method.init, rng, example)
+  shardings = state_shardings(abstract, mesh, config.mesh.rules)
+  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'), keep=config.train.keep_checkpoints,
+                              keep_period=config.train.keep_period)
+  resumed = restore and checkpointer.latest_step() is not None
+  if resumed:
+    state, _ = checkpointer.restore(nn.unbox(abstract), shardings)
+  else:
+    init = jax.jit(lambda r, b: nn.unbox(method.init(r, b)), out_shardings=shardings)
+    state = init(rng, example)
+
+  if is_main:  # written after a successful restore, so a mismatch keeps the old config.json
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+  writer = MetricWriter(workdir, enabled=is_main)
+  ctx = evals.EvalContext(method=method, config=config, info=info, mesh=mesh, workdir=workdir, is_main=is_main)
+  return Run(config=config, workdir=workdir, mesh=mesh, info=info, method=method, loader=loader,
+             shardings=shardings, state=state, checkpointer=checkpointer, writer=writer,
+             evaluators=evals.build_all(config, ctx), is_main=is_main, resumed=resumed)
+
+
+def make_step_fn(method, ema_decay: float):
+  """method.train_step plus what every family shares: the step count and the EMA update."""
+
+  def step_fn(state, batch):
+    new_state, metrics = method.train_step(state, batch)
+    new_state = new_state.replace(step=state.step + 1)
+    if ema_decay > 0:
+      new_state = new_state.replace(
+          ema_params=optax.incremental_update(new_state.params, state.ema_params, 1.0 - ema_decay))
+    return new_state, metrics
+
+  return step_fn
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop polls; on several processes JAX's sync point does this."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    self.requested = True
+
+  def should_stop(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+class _MetricBuffer:
+  """Per-step device metrics kept until the log cadence, then fetched in one transfer."""
+
+  def __init__(self):
+    self.pending = []
+
+  def add(self, step: int, metrics) -> None:
+    self.pending.append((step, metrics))
+
+  def flush(self, last_checkpoint: str) -> Optional[dict]:
+    """Fetch, check every step's metrics for NaN/Inf, and return their means (None if empty)."""
+    if not self.pending:
+      return None
+    fetched = jax.tree.map(to_host, [m for _, m in self.pending])
+    for (step, _), values in zip(self.pending, fetched):
+      bad = {k: float(v) for k, v in values.items() if not np.all(np.isfinite(v))}
+      if bad:
+        name, value = next(iter(bad.items()))
+        raise NonFiniteError(
+            f'Training diverged: {name} = {value} at step {step}. {last_checkpoint} '
+            'Lower config.optim.lr or set config.optim.grad_clip (e.g. 1.0) and rerun the same command.')
+    self.pending = []
+    return {k: float(np.mean([v[k] for v in fetched])) for k in fetched[0]}
+
+
+def _checkpoint_note(checkpointer: Checkpointer) -> str:
+  checkpointer.wait()
+  step = checkpointer.latest_step()
+  if step is None:
+    return 'There is no checkpoint yet; a rerun starts from scratch.'
+  return f'The last good checkpoint is step {step} in {checkpointer.directory}; rerunning resumes from it.'
+
+
+def _meta(run: Run, step: int) -> dict:
+  return {'step': int(step), 'method': run.config.method.name, 'data': run.config.data.name}
+
+
+def run_evaluators(run: Run, step: int, names=None) -> dict:
+  """Run the evaluators (all, or `names`) on the current state; write and return their metrics."""
+  metrics = {}
+  for name, (_, evaluator) in run.evaluators.items():
+    if names is None or name in names:
+      metrics.update(evaluator(run.state, step))
+  run.writer.write(step, 'eval', metrics)
+  return metrics
+
+
+def train_and_evaluate(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None):
+  """Train `config` in `workdir` (resuming if it holds a checkpoint); returns the final TrainState."""
+  run = setup(config, workdir, devices)
+  cfg = config.train
+  start = int(to_host(run.state.step))
+  total = int(cfg.steps)
+  step_fn = jax.jit(make_step_fn(run.method, float(cfg.ema_decay)),
+                    in_shardings=(run.shardings, batch_sharding(run.mesh)),
+                    out_shardings=(run.shardings, replicated(run.mesh)), donate_argnums=0)
+  batches = run.loader.iterate(start)
+  preemption = _Preemption()
+  progress = ProgressBar(start, total, cfg.batch_size, enabled=run.is_main)
+  buffer = _MetricBuffer()
+  step = start
+  try:
+    if step < total:
+      first = shard_batch(next(batches), run.mesh)
+      t0 = time.perf_counter()
+      compiled = step_fn.lower(run.state, first).compile()
+      compile_seconds = time.perf_counter() - t0
+      if not run.resumed:
+        run.writer.write(0, 'train', {'param_count': _param_count(run.state.params),
+                                      'compile_seconds': compile_seconds})
+      progress.write(f'{"Resumed at" if run.resumed else "Starting at"} step {step}/{total}; '
+                     f'{_param_count(run.state.params):,} parameters; step compiled in {compile_seconds:.1f}s; '
+                     f'mesh {dict(run.mesh.shape)}.')
+      batch = first
+      while step < total:
+        run.state, metrics = compiled(run.state, batch)
+        step += 1
+        buffer.add(step, metrics)
+        stop = preemption.should_stop(step)
+        due_eval = [n for n, (every, _) in run.evaluators.items() if step % every == 0 or step == total]
+        if step % cfg.log_every == 0 or step == total or stop or due_eval or step % cfg.checkpoint_every == 0:
+          means = buffer.flush(_checkpoint_note(run.checkpointer))
+          if step % cfg.log_every == 0 or step == total or stop:
+            means.update(progress.update(step, means.get('loss')))
+            run.writer.write(step, 'train', means)
+        if step % cfg.checkpoint_every == 0 or step == total or stop:
+          run.checkpointer.save(step, run.state, _meta(run, step), force=stop)
+        if stop:
+          run.checkpointer.wait()
+          progress.write(f'Preempted (SIGTERM) at step {step}: checkpoint saved in '
+                         f'{run.checkpointer.directory}; rerun the same command to resume.')
+          break
+        if due_eval:
+          metrics = run_evaluators(run, step, due_eval)
+          if metrics:
+            progress.write(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in metrics.items()))
+        if step < total:
+          batch = shard_batch(next(batches), run.mesh)
+  finally:
+    preemption.restore()
+    progress.close()
+    run.checkpointer.close()
+    run.writer.close()
+  return run.state
+
+
+def evaluate(config, workdir: str, names=None) -> dict:
+  """--mode=eval / sample: restore the latest checkpoint and run the evaluators on it."""
+  run = setup(config, workdir)
+  try:
+    if not run.resumed:
+      raise CheckpointError(f'No checkpoint in {run.checkpointer.directory}: train first '
+                            f'(the same command with --mode=train).')
+    step = int(to_host(run.state.step))
+    return run_evaluators(run, step, names)
+  finally:
+    run.checkpointer.close()
+    run.writer.close()
