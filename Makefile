@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 # Trains the default VAE on the bundled mnist5k digits; writes runs/demo/.
 demo: $(STAMP)
-	$(PY) -m jaxgen.main --config=configs/vae/mnist5k.py:demo --workdir=runs/demo
+	$(PY) -m jaxgen.main --config=configs/vae/mnist5k.py --workdir=runs/demo
 	@echo "Demo outputs in runs/demo: samples/*.png, metrics.jsonl, tensorboard/, checkpoints/"
 
 # The default suite (slow tests excluded; see pytest.ini). Exit code 5 = no test ran: reported, never success.

@@ -7,6 +7,7 @@ never branch on the process index.
 import json
 import math
 import os
+import sys
 import time
 from typing import Dict, Optional
 
@@ -73,8 +74,9 @@ class ProgressBar:
     return stats
 
   def write(self, message: str) -> None:
+    """A status line above the bar, on stderr with it (process 0 only)."""
     if self._bar is not None:
-      self._bar.write(message)
+      self._bar.write(message, file=sys.stderr)
 
   def close(self) -> None:
     if self._bar is not None:

@@ -60,13 +60,10 @@ def _main(argv):
   del argv
   from jaxgen import train
   from jaxgen.core import distributed
-  from jaxgen.errors import ConfigError, JaxgenError
+  from jaxgen.errors import JaxgenError
   logging.set_verbosity(logging.WARNING)
   try:
-    try:
-      config = _CONFIG.value
-    except (AttributeError, KeyError) as e:  # config_flags applies overrides lazily
-      raise ConfigError(bad_override_message(sys.argv) or f'bad --config override: {e}') from None
+    config = _CONFIG.value
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     if _MODE.value == 'train':
       train.train_and_evaluate(config, _WORKDIR.value)
@@ -79,7 +76,13 @@ def _main(argv):
 
 
 def main():
-  app.run(_main)
+  try:
+    argv = flags.FLAGS(sys.argv)
+  except (AttributeError, KeyError) as e:  # config_flags rejects an unknown --config.KEY while parsing
+    sys.exit('error: ' + (bad_override_message(sys.argv) or f'bad --config override: {e}'))
+  except flags.Error as e:
+    sys.exit(f'error: {e}\nPass --helpfull to see the flags.')
+  app.run(_main, argv=argv, flags_parser=lambda _: argv)
 
 
 if __name__ == '__main__':

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from jaxgen.core.mesh import replicated, shard_batch, to_host
-from jaxgen.data import eval_batches
+from jaxgen.data import TrainLoader
 from jaxgen.evals import register
 from jaxgen.logging import save_image_grid, save_scatter
 
@@ -48,19 +48,24 @@ class SamplesEvaluator:
 
 @register('reconstructions')
 class ReconstructionsEvaluator:
-  """Rows alternate real eval examples and their reconstructions. Config: every, num (default 32), seed."""
+  """Rows alternate real eval examples and their reconstructions. Config: every, num (default 32), seed.
+
+  The examples are a fixed random draw from the eval split (sorted splits would
+  otherwise show one class only).
+  """
 
   def __init__(self, eval_config, ctx):
     self.ctx = ctx
     self.num = int(eval_config.get('num', 32))
     self.seed = int(eval_config.get('seed', 0))
+    self._examples = TrainLoader(ctx.config.data, self.num, self.seed, jax.process_index(), jax.process_count(),
+                                 split=ctx.config.data.eval_split)
     # Returns the real examples too, gathered onto every process, beside their reconstructions.
     self._reconstruct = jax.jit(lambda params, batch, rng: (batch['x'], ctx.method.reconstruct(params, batch, rng)),
                                 out_shardings=replicated(ctx.mesh))
 
   def __call__(self, state, step):
-    batch = next(eval_batches(self.ctx.config.data, self.num, jax.process_index(), jax.process_count()))
-    batch.pop('mask')
+    batch = self._examples.batch(0)
     real, recon = self._reconstruct(state.eval_params(), shard_batch(batch, self.ctx.mesh),
                                     jax.random.PRNGKey(self.seed))
     real, recon = to_host(real), to_host(recon)

@@ -1,0 +1,69 @@
+"""Benchmark: training-step throughput of any config, on one device and on the whole mesh, in one run.
+
+  python experiments/benchmark_step.py --config=configs/vae/mnist5k.py --steps=100
+
+Times `--steps` jitted train steps (after compiling and one warm-up step) with
+real batches from the data pipeline, fully synchronised (`block_until_ready`),
+for a 1-device mesh and for a mesh over every device. Both figures come from
+the same process on the same machine, so their ratio is meaningful even on a
+noisy, shared host. Prints a Markdown table row per mesh.
+"""
+
+import os
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+_STEPS = flags.DEFINE_integer('steps', 100, 'Timed steps per mesh.')
+flags.mark_flags_as_required(['config'])
+
+
+def time_steps(config, devices, steps: int) -> dict:
+  import jax
+  from jaxgen import train
+  from jaxgen.core.mesh import batch_sharding, replicated, shard_batch
+  import tempfile
+  with tempfile.TemporaryDirectory() as workdir:
+    config.evals = {}
+    run = train.setup(config, workdir, devices=devices, restore=False)
+    step_fn = jax.jit(train.make_step_fn(run.method, float(config.train.ema_decay)),
+                      in_shardings=(run.shardings, batch_sharding(run.mesh)),
+                      out_shardings=(run.shardings, replicated(run.mesh)), donate_argnums=0)
+    batches = [shard_batch(run.loader.batch(k), run.mesh) for k in range(steps + 1)]
+    t0 = time.perf_counter()
+    compiled = step_fn.lower(run.state, batches[0]).compile()
+    compile_s = time.perf_counter() - t0
+    state, metrics = compiled(run.state, batches[0])
+    jax.block_until_ready((state, metrics))
+    t0 = time.perf_counter()
+    for batch in batches[1:]:
+      state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    seconds = time.perf_counter() - t0
+    run.checkpointer.close()
+    run.writer.close()
+  return {'devices': len(devices), 'compile_s': compile_s, 'steps_per_sec': steps / seconds,
+          'examples_per_sec': steps * config.train.batch_size / seconds}
+
+
+def main(argv):
+  del argv
+  import jax
+  config = _CONFIG.value
+  rows = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 1, 1
+    rows.append(time_steps(config, devices, _STEPS.value))
+  print(f'config: {os.path.relpath(flags.FLAGS["config"].config_filename)}  batch {config.train.batch_size}  '
+        f'backend {jax.default_backend()}  {jax.devices()[0].device_kind}')
+  print('| devices | compile s | steps/s | examples/s | vs 1 device |')
+  print('|---|---|---|---|---|')
+  for row in rows:
+    print(f'| {row["devices"]} | {row["compile_s"]:.1f} | {row["steps_per_sec"]:.2f} | '
+          f'{row["examples_per_sec"]:.0f} | {row["steps_per_sec"] / rows[0]["steps_per_sec"]:.2f}x |')
+
+
+if __name__ == '__main__':
+  app.run(main)
