@@ -11,8 +11,11 @@ Errors a user can cause end with one message (exit code 1), no traceback.
 """
 
 import importlib.util
+import os
 import re
 import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # TensorFlow (used by TFDS) is silent unless it fails
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -61,7 +64,7 @@ def _main(argv):
   from jaxgen import train
   from jaxgen.core import distributed
   from jaxgen.errors import JaxgenError
-  logging.set_verbosity(logging.WARNING)
+  logging.set_verbosity(logging.ERROR)  # library chatter (TFDS, Orbax) off; jaxgen reports on stderr
   try:
     config = _CONFIG.value
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
