@@ -16,6 +16,7 @@ import re
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # TensorFlow (used by TFDS) is silent unless it fails
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
 from absl import app, flags, logging
 from ml_collections import config_flags
