@@ -10,7 +10,6 @@ on every host (SLURM and Cloud TPU pods are detected without flags).
 Errors a user can cause end with one message (exit code 1), no traceback.
 """
 
-import importlib.util
 import os
 import re
 import sys
@@ -34,18 +33,9 @@ flags.mark_flags_as_required(['config', 'workdir'])
 SAMPLE_EVALUATORS = ('samples', 'reconstructions')
 
 
-def load_config_file(spec: str):
-  """get_config(arg) of 'path/to/file.py[:arg]', without command-line overrides."""
-  path, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('_jaxgen_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
-
-
 def bad_override_message(argv) -> str:
   """The message for the first --config.KEY=... override that names no key of the config."""
-  from jaxgen.core.config import unknown_key_message
+  from jaxgen.core.config import load_config_file, unknown_key_message
   spec = next(a.split('=', 1)[1] for a in argv if a.startswith('--config='))
   config = load_config_file(spec)
   for arg in argv:

@@ -16,7 +16,6 @@ init or resume -> jitted, sharded step -> periodic log / eval / checkpoint.
 """
 
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -33,7 +32,7 @@ from jax.experimental import multihost_utils
 from jaxgen import data, evals, methods
 from jaxgen.checkpoint import Checkpointer
 from jaxgen.core import config as config_lib
-from jaxgen.core.mesh import BATCH_AXES, batch_sharding, make_mesh, replicated, shard_batch, state_shardings, to_host
+from jaxgen.core.mesh import batch_shards, batch_sharding, make_mesh, replicated, shard_batch, state_shardings, to_host
 from jaxgen.errors import CheckpointError, ConfigError, NonFiniteError
 from jaxgen.logging import MetricWriter, ProgressBar
 
@@ -61,12 +60,11 @@ def _param_count(params) -> int:
 
 
 def _check_batch_size(config, mesh) -> None:
-  shards = math.prod(mesh.shape[a] for a in BATCH_AXES)
-  for key in ('batch_size', 'eval_batch_size'):
-    size = int(config.train[key])
-    if size % shards or size % jax.process_count():
-      raise ConfigError(f'config.train.{key}={size} must be divisible by the {shards} batch shards '
-                        f'(mesh data x fsdp) and the {jax.process_count()} processes.')
+  """The training batch must split evenly (evaluation batches are rounded up and padded instead)."""
+  size, shards = int(config.train.batch_size), batch_shards(mesh)
+  if size % shards:
+    raise ConfigError(f'config.train.batch_size={size} must be divisible by {shards}: the batch is split over '
+                      f'the mesh data x fsdp axes ({dict(mesh.shape)}) and {jax.process_count()} process(es).')
 
 
 def setup(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None, restore: bool = True) -> Run:
@@ -143,13 +141,22 @@ class _Preemption:
 
 
 class _MetricBuffer:
-  """Per-step device metrics kept until the log cadence, then fetched in one transfer."""
+  """Per-step device metrics kept until the log cadence, then fetched in one transfer.
 
-  def __init__(self):
+  `add` waits for the step `max_in_flight` steps back, so the host never runs
+  unboundedly ahead of the devices (the devices still have that many steps
+  queued, so they do not idle). Unbounded queues of collective programs can
+  stall XLA's virtual CPU devices, and they hide where time goes.
+  """
+
+  def __init__(self, max_in_flight: int = 2):
     self.pending = []
+    self.max_in_flight = max_in_flight
 
   def add(self, step: int, metrics) -> None:
     self.pending.append((step, metrics))
+    if len(self.pending) > self.max_in_flight:
+      jax.block_until_ready(self.pending[-1 - self.max_in_flight][1])
 
   def flush(self, last_checkpoint: str) -> Optional[dict]:
     """Fetch, check every step's metrics for NaN/Inf, and return their means (None if empty)."""
@@ -242,6 +249,7 @@ def train_and_evaluate(config, workdir: str, devices: Optional[Sequence[jax.Devi
           batch = shard_batch(next(batches), run.mesh)
   finally:
     preemption.restore()
+    run.loader.close()
     progress.close()
     run.checkpointer.close()
     run.writer.close()

@@ -1,12 +1,11 @@
 """The command line as a user runs it: train/eval/sample, overrides, error messages, SIGTERM."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-
-import pytest
 
 from jaxgen.logging import read_metrics
 
@@ -23,7 +22,6 @@ def test_train_eval_sample_and_override(tmp_path):
   workdir = str(tmp_path / 'run')
   done = cli(f'--config={SMOKE}', f'--workdir={workdir}', '--config.optim.lr=3e-4', '--config.train.steps=4')
   assert done.returncode == 0, done.stderr[-3000:]
-  import json
   config = json.load(open(os.path.join(workdir, 'config.json')))
   assert config['optim']['lr'] == 3e-4 and config['train']['steps'] == 4
 

@@ -184,7 +184,7 @@ def test_nan_loss_stops_with_step_and_checkpoint(tmp_path):
 
 
 def test_config_errors(tmp_path):
-  with pytest.raises(ConfigError, match='batch_size=12 must be divisible by the 8'):
+  with pytest.raises(ConfigError, match='batch_size=12 must be divisible by 8'):
     train.train_and_evaluate(load_config('vae/digits.py', **{'train.batch_size': 12}), str(tmp_path))
   with pytest.raises(ConfigError, match='does not divide the 8 available devices'):
     train.train_and_evaluate(load_config('vae/digits.py', **{'mesh.data': 3}), str(tmp_path))

@@ -5,7 +5,8 @@
 About a minute on 2 CPU cores. Reports the 1000-sample IWAE bound on the test
 split as `nll_nats` / `nll_bpd`.
 
-Expected result: see experiments/results/vae.md
+Expected result: test nll_bpd 1.860 (82.5 nats, IWAE K=1000) after 3,000 steps, ~30 s on 2 CPU cores;
+see experiments/results/vae.md
 """
 
 import ml_collections

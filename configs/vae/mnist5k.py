@@ -6,7 +6,8 @@ About four minutes of training on 2 CPU cores, plus a minute for the K=1000 boun
 Reports the 1000-sample IWAE bound on the test split as `nll_nats` / `nll_bpd`
 (an upper bound on the true NLL).
 
-Expected result: see experiments/results/vae.md
+Expected result: test nll_bpd 1.484 (806.4 nats, IWAE K=1000) after 1,500 steps, ~5 min on 2 CPU cores;
+see experiments/results/vae.md
 """
 
 import ml_collections

@@ -7,62 +7,18 @@ Training sees a fresh binarization each step; the test split is binarized once
 with a fixed seed. Reports the 1000-sample IWAE bound as `nll_nats` (comparable
 to binarized-MNIST numbers, though this is a 4,500-image training set).
 
-Expected result: see experiments/results/vae.md
+Expected result: test NLL 97.4 nats (IWAE K=1000) after 1,500 steps, ~4.5 min on 2 CPU cores;
+see experiments/results/vae.md
 """
 
-import ml_collections
+import os
 
-from jaxgen.core.config import base_config
+from jaxgen.core.config import load_config_file
 
 
 def get_config(arg=None):
-  config = base_config()
-  config.method.name = 'vae'
-  config.method.beta = 1.0
-  config.method.eval_samples = 1000
-  config.method.eval_chunk = 100
-
-  config.model.arch = 'conv'
-  config.model.latent_dim = 32
-  config.model.channels = (32, 64)          # 28 -> 14 -> 7
-  config.model.hidden = (256,)
+  """configs/vae/mnist5k.py (same network, budget and smoke variant) with binarized data."""
+  config = load_config_file(os.path.join(os.path.dirname(__file__), 'mnist5k.py') + (f':{arg}' if arg else ''))
   config.model.decoder = 'bernoulli'
-  config.model.decoder_fixed_std = 0.0
-
-  config.data.name = 'mnist5k'
   config.data.binarize = 'dynamic'
-
-  config.train.steps = 1500
-  config.train.batch_size = 128
-  config.train.log_every = 50
-  config.train.eval_every = 750
-  config.train.checkpoint_every = 750
-  config.train.eval_batch_size = 100
-  config.optim.lr = 1e-3
-  config.optim.schedule = 'cosine'
-  config.optim.warmup_steps = 100
-  config.optim.final_lr_ratio = 0.1
-
-  config.evals.nll = ml_collections.ConfigDict({'every': 1500})
-  config.evals.samples = ml_collections.ConfigDict({'every': 750, 'num': 64})
-  config.evals.reconstructions = ml_collections.ConfigDict({'every': 750, 'num': 32})
-
-  if arg == 'smoke':
-    config.model.latent_dim = 4
-    config.model.channels = (4, 8)
-    config.model.hidden = (16,)
-    config.method.eval_samples = 8
-    config.method.eval_chunk = 4
-    config.data.max_eval_examples = 32
-    config.train.steps = 6
-    config.train.batch_size = 16
-    config.train.eval_batch_size = 16
-    config.train.log_every = 3
-    config.train.eval_every = 3
-    config.train.checkpoint_every = 3
-    config.optim.warmup_steps = 0
-    for name in ('nll', 'samples', 'reconstructions'):
-      config.evals[name].every = 3
-    config.evals.samples.num = 16
-    config.evals.reconstructions.num = 8
   return config

@@ -6,6 +6,7 @@ relies on and fails with one clear message.
 """
 
 import difflib
+import importlib.util
 
 import ml_collections
 
@@ -108,3 +109,15 @@ def validate(config) -> None:
     raise ConfigError(f'config.train.ema_decay must be in [0, 1), got {t.ema_decay}.')
   if config.data.binarize not in ('', 'dynamic', 'threshold'):
     raise ConfigError(f"config.data.binarize={config.data.binarize!r} is not one of '', 'dynamic', 'threshold'.")
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """get_config(arg) of 'path/to/file.py[:arg]' (no command-line overrides, not locked).
+
+  Config files use it to build on a sibling config instead of repeating it.
+  """
+  path, _, arg = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('_jaxgen_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()

@@ -47,6 +47,17 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(BATCH_AXES))
 
 
+def batch_shards(mesh: Mesh) -> int:
+  """How many pieces a batch is cut into: the batch axes' devices, and at least one per process."""
+  return math.lcm(math.prod(mesh.shape[a] for a in BATCH_AXES), jax.process_count())
+
+
+def round_up_to_shards(size: int, mesh: Mesh) -> int:
+  """The smallest multiple of batch_shards(mesh) >= size: an evaluation batch every mesh can split."""
+  shards = batch_shards(mesh)
+  return -(-size // shards) * shards
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 

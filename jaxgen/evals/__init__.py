@@ -8,17 +8,17 @@ it returns a dict of scalar metrics (written to metrics.jsonl with split
 """
 
 import dataclasses
-import importlib
 from typing import Any
 
-from jaxgen.errors import ConfigError
+from jaxgen.registry import Registry
 
-_REGISTRY = {}
-_BUILTIN = {
+EVALUATORS = Registry('config.evals entry', {
     'nll': 'jaxgen.evals.nll',
     'samples': 'jaxgen.evals.samples',
     'reconstructions': 'jaxgen.evals.samples',
-}
+})
+register = EVALUATORS.register
+get = EVALUATORS.get
 
 
 @dataclasses.dataclass
@@ -30,22 +30,6 @@ class EvalContext:
   mesh: Any
   workdir: str
   is_main: bool
-
-
-def register(name):
-  def wrap(cls):
-    _REGISTRY[name] = cls
-    return cls
-  return wrap
-
-
-def get(name):
-  if name not in _REGISTRY and name in _BUILTIN:
-    importlib.import_module(_BUILTIN[name])
-  if name not in _REGISTRY:
-    raise ConfigError(f'config.evals.{name}: no evaluator named {name!r}; known: '
-                      f'{", ".join(sorted(set(_REGISTRY) | set(_BUILTIN)))}.')
-  return _REGISTRY[name]
 
 
 def build_all(config, ctx: EvalContext) -> dict:

@@ -13,7 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxgen.core.mesh import replicated, shard_batch, to_host
+from jaxgen.core.mesh import replicated, round_up_to_shards, shard_batch, to_host
 from jaxgen.data import eval_batches
 from jaxgen.evals import register
 
@@ -27,11 +27,12 @@ def dequantization_correction(info) -> float:
 
 @register('nll')
 class NLLEvaluator:
-  """Config: every, batch_size (default config.train.eval_batch_size), seed."""
+  """Config: every, batch_size (default config.train.eval_batch_size; rounded up to split over the mesh), seed."""
 
   def __init__(self, eval_config, ctx):
     self.ctx = ctx
-    self.batch_size = int(eval_config.get('batch_size', 0) or ctx.config.train.eval_batch_size)
+    self.batch_size = round_up_to_shards(int(eval_config.get('batch_size', 0) or ctx.config.train.eval_batch_size),
+                                         ctx.mesh)
     self.seed = int(eval_config.get('seed', 0))
 
     def summed(params, batch, rng):

@@ -10,7 +10,7 @@ import os
 import jax
 import numpy as np
 
-from jaxgen.core.mesh import replicated, shard_batch, to_host
+from jaxgen.core.mesh import replicated, round_up_to_shards, shard_batch, to_host
 from jaxgen.data import TrainLoader
 from jaxgen.evals import register
 from jaxgen.logging import save_image_grid, save_scatter
@@ -56,7 +56,7 @@ class ReconstructionsEvaluator:
 
   def __init__(self, eval_config, ctx):
     self.ctx = ctx
-    self.num = int(eval_config.get('num', 32))
+    self.num = round_up_to_shards(int(eval_config.get('num', 32)), ctx.mesh)
     self.seed = int(eval_config.get('seed', 0))
     self._examples = TrainLoader(ctx.config.data, self.num, self.seed, jax.process_index(), jax.process_count(),
                                  split=ctx.config.data.eval_split)
