@@ -16,6 +16,7 @@ init or resume -> jitted, sharded step -> periodic log / eval / checkpoint.
 """
 
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -25,6 +26,7 @@ from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
+import ml_collections
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
@@ -268,3 +270,33 @@ def evaluate(config, workdir: str, names=None) -> dict:
   finally:
     run.checkpointer.close()
     run.writer.close()
+
+
+def load_trained(workdir: str, mesh=None):
+  """(config, method, eval params) of the finished run in `workdir`, restored onto `mesh`.
+
+  Reads WORKDIR/config.json and the latest checkpoint; used to load a run as a
+  tool of another one (e.g. the classifier behind sample-quality features).
+  `mesh` defaults to one over all devices built from the run's config.mesh.
+  """
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise CheckpointError(f'{workdir} holds no jaxgen run (no config.json): train one there first.')
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  mesh = mesh or make_mesh(config.mesh)
+  info = data.get_info(config.data)
+  method = methods.get(config.method.name)(config, info)
+  example = {'x': jax.ShapeDtypeStruct((batch_shards(mesh),) + tuple(info.shape), np.float32)}
+  if info.num_classes:
+    example['label'] = jax.ShapeDtypeStruct((batch_shards(mesh),), np.int32)
+  abstract = jax.eval_shape(method.init, jax.random.PRNGKey(0), example)
+  shardings = state_shardings(abstract, mesh, config.mesh.rules)
+  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'), async_save=False)
+  try:
+    if checkpointer.latest_step() is None:
+      raise CheckpointError(f'No checkpoint in {checkpointer.directory}: train the run in {workdir} first.')
+    state, _ = checkpointer.restore(nn.unbox(abstract), shardings)
+  finally:
+    checkpointer.close()
+  return config, method, state.eval_params()

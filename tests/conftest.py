@@ -11,6 +11,8 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('JAXGEN_DATA_DIR', os.path.join(tempfile.gettempdir(), f'jaxgen-test-data-{os.getuid()}'))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+# Feature classifiers and reference statistics: never the user's ~/.cache/jaxgen.
+os.environ['JAXGEN_CACHE_DIR'] = os.path.join(tempfile.gettempdir(), f'jaxgen-test-cache-{os.getuid()}')
 
 import jax  # noqa: E402
 

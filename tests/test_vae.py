@@ -24,14 +24,14 @@ from jaxgen.methods.vae import VAE
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def make_info(shape, levels, kind='image', dequantized=False, name='test'):
+def make_info(shape, levels, kind='image', dequantized=False, name='test', num_classes=None):
   """Stand-in for jaxgen.data DataInfo."""
-  return types.SimpleNamespace(name=name, kind=kind, shape=tuple(shape), levels=levels, num_classes=None,
+  return types.SimpleNamespace(name=name, kind=kind, shape=tuple(shape), levels=levels, num_classes=num_classes,
                                num_examples={'train': 100, 'test': 10}, dequantized=dequantized)
 
 
 def make_config(arch='mlp', latent_dim=4, hidden=(32,), channels=(), decoder='bernoulli', fixed_std=0.0,
-                beta=1.0, lr=3e-3, steps=100, eval_samples=16, eval_chunk=8):
+                beta=1.0, lr=3e-3, steps=100, eval_samples=16, eval_chunk=8, num_classes=None):
   c = base_config()
   c.method.name = 'vae'
   c.method.beta = beta
@@ -39,6 +39,8 @@ def make_config(arch='mlp', latent_dim=4, hidden=(32,), channels=(), decoder='be
   c.method.eval_chunk = eval_chunk
   c.model = ml_collections.ConfigDict(dict(arch=arch, latent_dim=latent_dim, hidden=hidden, channels=channels,
                                            decoder=decoder, decoder_fixed_std=fixed_std))
+  if num_classes is not None:  # absent by default: old configs have no such key
+    c.model.num_classes = num_classes
   c.data.name = 'synthetic'
   c.train.steps = steps
   c.optim.lr = lr
@@ -176,12 +178,19 @@ def test_ppca_large_k_converges_from_an_approximate_posterior():
 # ---- IWAE on a briefly trained model -------------------------------------------------------------
 
 
-def binary_data(n, seed):
-  """Four 6x6 binary prototypes with 10% of the pixels flipped."""
+PROTOTYPES = np.random.RandomState(123).rand(4, 6, 6, 1) < 0.5
+
+
+def labelled_binary_data(n, seed):
+  """Four 6x6 binary prototypes with 10% of the pixels flipped, and each example's prototype index."""
   rng = np.random.RandomState(seed)
-  protos = np.random.RandomState(123).rand(4, 6, 6, 1) < 0.5
-  x = protos[rng.randint(0, 4, n)] ^ (rng.rand(n, 6, 6, 1) < 0.1)
-  return jnp.asarray(x, jnp.float32)
+  label = rng.randint(0, 4, n)
+  x = PROTOTYPES[label] ^ (rng.rand(n, 6, 6, 1) < 0.1)
+  return jnp.asarray(x, jnp.float32), jnp.asarray(label, jnp.int32)
+
+
+def binary_data(n, seed):
+  return labelled_binary_data(n, seed)[0]
 
 
 @pytest.fixture(scope='module')
@@ -297,6 +306,9 @@ def test_init_state_and_registry():
     (dict(decoder='bernoulli', arch='conv', channels=(4, 8, 16)), make_info((28, 28, 1), 2), 'divisible'),
     (dict(decoder='gaussian', arch='conv', channels=(4,)), make_info((5,), None, kind='vector'), 'divisible'),
     (dict(decoder='bernoulli', arch='rnn'), make_info((28, 28, 1), 2), 'arch'),
+    (dict(num_classes=10), make_info((28, 28, 1), 2), 'has no labels'),
+    (dict(num_classes=5), make_info((28, 28, 1), 2, num_classes=10), r'num_classes=5 does not match .* 10 classes'),
+    (dict(num_classes=-1), make_info((28, 28, 1), 2, num_classes=10), '>= 0'),
 ])
 def test_invalid_combinations_raise_config_error(model, info, match):
   with pytest.raises(ConfigError, match=match):
@@ -309,6 +321,7 @@ CONFIGS = {
     'mnist5k': make_info((28, 28, 1), 256, name='mnist5k'),
     'mnist5k_binary': make_info((28, 28, 1), 2, name='mnist5k'),
     'digits': make_info((8, 8, 1), 17, name='digits'),
+    'mnist5k_conditional': make_info((28, 28, 1), 256, name='mnist5k', num_classes=10),
 }
 
 
@@ -340,6 +353,7 @@ def test_configs_build(name, arg):
     assert config.train.steps <= 10 and config.method.eval_samples <= 8
   method = VAE(config, CONFIGS[name])
   assert param_count(method, config) > 0
+  assert method.conditional == (name == 'mnist5k_conditional')
 
 
 def test_mnist5k_conv_parameter_count_by_hand():
@@ -380,3 +394,127 @@ def test_smoke_conv_logistic_trains_evaluates_and_keeps_ema():
   samples = jax.jit(method.sample, static_argnums=2)(new_state.params, jax.random.PRNGKey(2), 3)
   samples = np.asarray(samples)
   assert samples.shape == (3, 28, 28, 1) and np.all((samples >= 0) & (samples <= 1))
+
+
+# ---- class-conditional VAE -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def trained_conditional():
+  """An MLP CVAE trained 150 steps on the four labelled prototypes."""
+  method = VAE(make_config(num_classes=4), make_info((6, 6, 1), 2, num_classes=4))
+  state = init_unboxed(method, binary_data(2, 0))
+  step = jax.jit(method.train_step)
+  for i in range(150):
+    x, label = labelled_binary_data(64, i)
+    state, _ = step(state, {'x': x, 'label': label})
+  return method, state
+
+
+def test_conditional_flag_and_input_widths():
+  assert VAE.conditional is False and get_method('vae').conditional is False
+  plain = VAE(make_config(), make_info((6, 6, 1), 2, num_classes=4))   # labels present but unused
+  cond = VAE(make_config(num_classes=4), make_info((6, 6, 1), 2, num_classes=4))
+  assert not plain.conditional and cond.conditional
+  shapes = lambda m: jax.tree.map(jnp.shape, nn.meta.unbox(
+      jax.eval_shape(m.init, jax.random.PRNGKey(0), {'x': binary_data(2, 0)})).params['vae'])
+  # The encoder sees the flat image plus the one-hot label, the decoder z plus the one-hot label.
+  assert shapes(plain)['encoder']['Dense_0']['kernel'] == (36, 32)
+  assert shapes(cond)['encoder']['Dense_0']['kernel'] == (36 + 4, 32)
+  assert shapes(cond)['decoder']['Dense_0']['kernel'] == (4 + 4, 32)
+
+
+def test_conditional_nll_prefers_the_true_label_and_samples_follow_it(trained_conditional):
+  method, state = trained_conditional
+  x, label = labelled_binary_data(128, 1000)
+  nll = jax.jit(method.nll)
+  rng = jax.random.PRNGKey(0)
+  true = np.asarray(nll(state.params, {'x': x, 'label': label}, rng))
+  wrong = np.asarray(nll(state.params, {'x': x, 'label': (label + 1) % 4}, rng))
+  # -log p(x|y): the label says which prototype x is a noisy copy of (at initialisation the gap is -0.2
+  # nats and the true label wins for 38% of the images; after 150 steps +6.3 nats and 99%).
+  assert np.all(np.isfinite(true)) and np.mean(wrong - true) > 4.0, (true.mean(), wrong.mean())
+  assert np.mean(true < wrong) > 0.95
+  # The same rng with different labels decodes different images, each resembling its class prototype.
+  sample = jax.jit(method.sample, static_argnums=2)
+  key = jax.random.PRNGKey(1)
+  per_class = np.stack([np.asarray(sample(state.params, key, 32, label=jnp.full(32, c, jnp.int32)))
+                        for c in range(4)])                                   # [class, 32, 6, 6, 1]
+  assert np.abs(per_class[0] - per_class[1]).max() > 0.25
+  distance = np.abs(per_class[:, :, None] - PROTOTYPES[None, None]).mean((3, 4, 5))  # [class, 32, prototype]
+  np.testing.assert_array_equal(distance.mean(1).argmin(-1), np.arange(4))
+  assert np.mean(distance.argmin(-1) == np.arange(4)[:, None]) > 0.6           # chance: 0.25
+  # Reconstructions use the label too: the wrong one pulls them away from x.
+  recon = jax.jit(method.reconstruct)
+  err = lambda y: float(jnp.mean(jnp.abs(recon(state.params, {'x': x, 'label': y}, rng) - x)))
+  assert err(label) < err((label + 1) % 4) - 0.1
+
+
+def test_conditional_needs_labels_in_the_batch_and_unconditional_rejects_them(trained_conditional):
+  method, state = trained_conditional
+  x = binary_data(4, 0)
+  with pytest.raises(ConfigError, match="no 'label'"):
+    jax.jit(method.train_step)(state, {'x': x})
+  with pytest.raises(ConfigError, match="no 'label'"):
+    jax.jit(method.nll)(state.params, {'x': x}, jax.random.PRNGKey(0))
+  plain = VAE(make_config(), make_info((6, 6, 1), 2))
+  with pytest.raises(ValueError, match='unconditional'):
+    plain.sample(None, jax.random.PRNGKey(0), 4, label=jnp.zeros(4, jnp.int32))  # raises before using params
+
+
+@pytest.fixture(scope='module')
+def conditional_smoke_run(tmp_path_factory):
+  """configs/vae/mnist5k_conditional.py:smoke through the real train loop (its evaluators at step 6 only)."""
+  from jaxgen import train
+  config = load_config('mnist5k_conditional', 'smoke')
+  for name in ('nll', 'samples', 'reconstructions'):
+    config.evals[name].every = config.train.steps
+  config.train.checkpoint_every = config.train.steps
+  workdir = tmp_path_factory.mktemp('cvae_smoke')
+  state = train.train_and_evaluate(config, str(workdir), devices=jax.devices()[:1])
+  method = VAE(config, CONFIGS['mnist5k_conditional'])
+  return method, state, workdir, jax.jit(method.sample, static_argnums=2)
+
+
+def test_conditional_smoke_config_trains_through_the_loop(conditional_smoke_run):
+  from jaxgen.logging import read_metrics
+  method, state, workdir, _ = conditional_smoke_run
+  assert int(state.step) == 6 and method.conditional
+  records = read_metrics(str(workdir))
+  assert records[0]['param_count'] > 0
+  assert [r['step'] for r in records if r['split'] == 'train' and 'loss' in r] == [3, 6]
+  evals = [r for r in records if r['split'] == 'eval']
+  assert len(evals) == 1 and evals[0]['step'] == 6 and np.isfinite(evals[0]['nll_bpd'])
+  # The samples evaluator calls sample() without a label: the balanced cycle of classes.
+  samples = np.load(workdir / 'samples' / 'samples_0000006.npy')
+  assert samples.shape == (16, 28, 28, 1) and np.all((samples >= 0) & (samples <= 1))
+  assert (workdir / 'samples' / 'reconstructions_0000006.png').exists()
+
+
+def test_conditional_conv_sample_with_label_shape(conditional_smoke_run):
+  method, state, _, sample = conditional_smoke_run
+  samples = np.asarray(sample(state.params, jax.random.PRNGKey(0), 23, label=jnp.full(23, 3)))
+  assert samples.shape == (23, 28, 28, 1) and np.all((samples >= 0) & (samples <= 1))
+
+
+def test_conditional_sample_default_labels_cycle_through_classes(conditional_smoke_run):
+  method, state, _, sample = conditional_smoke_run
+  key = jax.random.PRNGKey(4)
+  default = np.asarray(sample(state.params, key, 23))
+  cycle = jnp.arange(23) % 10                      # 0..9, 0..9, 0, 1, 2: each class 2 or 3 times
+  np.testing.assert_allclose(default, np.asarray(sample(state.params, key, 23, label=cycle)), atol=1e-6)
+  all_threes = np.asarray(sample(state.params, key, 23, label=jnp.full(23, 3)))
+  assert np.abs(default - all_threes).max() > 1e-4
+  np.testing.assert_allclose(default[3], all_threes[3], atol=1e-6)  # example 3 has label 3 in both
+  with pytest.raises(ValueError, match='shape'):
+    sample(state.params, key, 23, label=jnp.zeros(5, jnp.int32))
+
+
+def test_mnist5k_conditional_parameter_count_by_hand():
+  config = load_config('mnist5k_conditional')
+  assert config.model.num_classes == 10 and config.train.steps == 1500
+  conv = lambda c_in, c_out: 3 * 3 * c_in * c_out + c_out
+  dense = lambda n_in, n_out: n_in * n_out + n_out
+  # The one-hot label adds 10 input channels to the first conv and 10 inputs to the first decoder layer.
+  extra = (conv(1 + 10, 32) - conv(1, 32)) + (dense(32 + 10, 256) - dense(32, 256))
+  assert param_count(VAE(config, CONFIGS['mnist5k_conditional']), config) == 1_671_778 + extra == 1_677_218

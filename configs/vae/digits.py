@@ -44,8 +44,11 @@ def get_config(arg=None):
   config.evals.nll = ml_collections.ConfigDict({'every': 1500})
   config.evals.samples = ml_collections.ConfigDict({'every': 1500, 'num': 64})
   config.evals.reconstructions = ml_collections.ConfigDict({'every': 1500, 'num': 32})
+  config.evals.sample_quality = ml_collections.ConfigDict({'every': 3000, 'features': 'classifier',
+                                                           'num_samples': 10000})
 
   if arg == 'smoke':
+    del config.evals['sample_quality']  # its feature classifier is trained once, outside the smoke budget
     config.model.latent_dim = 2
     config.model.hidden = (16,)
     config.method.eval_samples = 8

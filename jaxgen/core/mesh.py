@@ -110,3 +110,11 @@ def to_host(x) -> np.ndarray:
   if not x.is_fully_replicated:
     raise ValueError('to_host needs a fully addressable or fully replicated array.')
   return np.asarray(x.addressable_data(0))
+
+
+def gather_to_host(x) -> np.ndarray:
+  """The whole of a (possibly multi-host, batch-sharded) array as numpy, on every process."""
+  if getattr(x, 'is_fully_addressable', True) or x.is_fully_replicated:
+    return to_host(x)
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))

@@ -246,10 +246,17 @@ class _Dataset:
     return {name: len(self.split(name)) for name in sorted(names)}
 
   def split(self, split: str):
-    """The split, opened for reading (cached on this object)."""
+    """The split, opened for reading (cached on this object), without `exclude_labels` examples."""
     if split not in self._splits:
       keys = (self._x_key, 'label') if self._has_label else (self._x_key,)
-      self._splits[split] = _open_split(self._builder, self._config.name, split, keys)
+      source = _open_split(self._builder, self._config.name, split, keys)
+      excluded = tuple(int(k) for k in self._config.get('exclude_labels', ()))
+      if excluded:
+        if not self._has_label:
+          raise ConfigError(f'config.data.exclude_labels needs labels; {self._config.name!r} has none.')
+        labels = source.read(np.arange(len(source)))['label']
+        source = _SubsetSplit(source, np.flatnonzero(~np.isin(labels, excluded)))
+      self._splits[split] = source
     return self._splits[split]
 
   def make_batch(self, examples: Dict[str, np.ndarray], noise_keys) -> Dict[str, np.ndarray]:
@@ -288,6 +295,19 @@ class _InMemorySplit:
 
   def read(self, indices: np.ndarray) -> Dict[str, np.ndarray]:
     return {key: array[indices] for key, array in self._arrays.items()}
+
+
+class _SubsetSplit:
+  """The examples `indices` of another split, in that order; same interface as _InMemorySplit."""
+
+  def __init__(self, source, indices: np.ndarray):
+    self._source, self._indices = source, indices
+
+  def __len__(self) -> int:
+    return len(self._indices)
+
+  def read(self, indices: np.ndarray) -> Dict[str, np.ndarray]:
+    return self._source.read(self._indices[indices])
 
 
 class _RandomAccessSplit:

@@ -16,6 +16,11 @@ EVALUATORS = Registry('config.evals entry', {
     'nll': 'jaxgen.evals.nll',
     'samples': 'jaxgen.evals.samples',
     'reconstructions': 'jaxgen.evals.samples',
+    'classification': 'jaxgen.evals.classification',
+    'sample_quality': 'jaxgen.evals.sample_quality',
+    'mode_coverage': 'jaxgen.evals.mode_coverage',
+    'ood_auroc': 'jaxgen.evals.anomaly',
+    'cas': 'jaxgen.evals.cas',
 })
 register = EVALUATORS.register
 get = EVALUATORS.get

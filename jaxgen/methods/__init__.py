@@ -4,6 +4,7 @@ from jaxgen.registry import Registry
 
 METHODS = Registry('config.method.name', {
     'vae': 'jaxgen.methods.vae',
+    'classifier': 'jaxgen.methods.classifier',
 })
 register = METHODS.register
 get = METHODS.get

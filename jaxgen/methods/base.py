@@ -7,7 +7,11 @@ and shard them. It knows nothing of meshes or files.
     init(rng, batch) -> TrainState              all params, optimizer state, extra state
     train_step(state, batch) -> (state, metrics) one optimisation step; pure; jitted by train.py
     sample(params, rng, num, **cond) -> array    generated examples in data space
+                                                 conditional methods take label=int32 [num], the classes
+                                                 to generate; label=None: jnp.arange(num) % num_classes
     nll(params, batch, rng) -> [B] nats          per-example NLL of batch['x'] (likelihood families)
+    anomaly_score(params, batch, rng) -> [B]     higher = less typical; default: nll, else
+                                                 squared reconstruction error
 
 Batches are dicts of arrays: 'x' (the data, float32, shaped like
 `DataInfo.shape` per example), optionally 'label' (int32), and in evaluation
@@ -31,6 +35,8 @@ class Method:
 
   #: Whether `nll` returns an exact/bounded per-example NLL (enables the `nll` evaluator).
   has_likelihood: bool = False
+  #: Whether the model is class-conditional: train/nll/reconstruct read batch['label'], sample takes `label=`.
+  conditional: bool = False
 
   def __init__(self, config, info):
     """`config` is the whole experiment config; `info` is the dataset's DataInfo."""
@@ -52,3 +58,18 @@ class Method:
   def reconstruct(self, params: Any, batch: Dict[str, jax.Array], rng: jax.Array) -> Optional[jax.Array]:
     """Reconstructions of batch['x'] for families with an encoder; None otherwise."""
     return None
+
+  def anomaly_score(self, params: Any, batch: Dict[str, jax.Array], rng: jax.Array) -> jax.Array:
+    """Per-example score, higher for less typical inputs (the `ood_auroc` evaluator's score).
+
+    Likelihood families: the NLL in nats. Families with an encoder: the summed
+    squared error of `reconstruct`. Others override it (e.g. an energy).
+    """
+    if self.has_likelihood:
+      return self.nll(params, batch, rng)
+    recon = self.reconstruct(params, batch, rng)
+    if recon is None:
+      raise NotImplementedError(f'{type(self).__name__} defines no anomaly score (no likelihood, no '
+                                'reconstruction); remove config.evals.ood_auroc.')
+    error = (recon - batch['x']) ** 2
+    return error.reshape(error.shape[0], -1).sum(-1)

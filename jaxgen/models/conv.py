@@ -29,10 +29,15 @@ def _kernel_init(key, shape, dtype=jnp.float32):
   return flat.reshape(shape)
 
 
+def conv_kernel_init():
+  """`_kernel_init` with the conv kernel's logical axes, for any nn.Conv / nn.ConvTranspose."""
+  return nn.with_logical_partitioning(_kernel_init, _KERNEL_AXES)
+
+
 def _conv_kwargs():
   return dict(
       kernel_size=(3, 3), strides=(2, 2), padding='SAME',
-      kernel_init=nn.with_logical_partitioning(_kernel_init, _KERNEL_AXES),
+      kernel_init=conv_kernel_init(),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('conv_out',)))
 
 
