@@ -37,7 +37,8 @@ CANONICAL_METRICS = ('nll_bpd', 'nll_nats', 'fid', 'kid', 'precision', 'recall',
                      'cas', 'accuracy')
 OOD_PREFIX = 'ood_auroc_'
 MISSING = '—'
-FIXED_COLUMNS = ('run', 'family', 'dataset', 'config', 'params', 'budget (steps x batch)', 'eval step')
+FIXED_COLUMNS = ('run', 'family', 'dataset', 'config', 'params', 'budget (steps x batch)', 'eval step',
+                 'sample features (n)')
 
 
 def _warn(message: str) -> None:
@@ -71,13 +72,26 @@ def _is_metric(key, value) -> bool:
 
 
 def dataset_name(data: dict) -> str:
-  """data.name, qualified when the pipeline changes what the likelihood is of (binarized, dequantized)."""
+  """data.name, qualified when the pipeline changes what the likelihood is of (binarized, dequantized, classes left out)."""
   name = data.get('name') or MISSING
   if data.get('binarize'):
     name += f' (binarize={data["binarize"]})'
   if data.get('dequantize'):
     name += ' (dequantized)'
+  if data.get('exclude_labels'):
+    name += ' (without labels ' + ', '.join(str(k) for k in data['exclude_labels']) + ')'
   return name
+
+
+def sample_features(evals: dict) -> str:
+  """'classifier (10000)': the feature network and sample count behind fid/kid/precision/recall/is.
+
+  FD and KID values are only comparable between rows with the same entry.
+  """
+  quality = evals.get('sample_quality')
+  if not isinstance(quality, dict):
+    return MISSING
+  return f"{quality.get('features', 'classifier')} ({quality.get('num_samples', 10000)})"
 
 
 def read_run(run_dir: str) -> dict:
@@ -100,6 +114,7 @@ def read_run(run_dir: str) -> dict:
       'steps': section('train').get('steps'),
       'batch_size': section('train').get('batch_size'),
       'eval_step': None,
+      'sample_features': sample_features(section('evals')),
       'metrics': {},
   }
   metrics_path = os.path.join(run_dir, 'metrics.jsonl')
@@ -175,7 +190,8 @@ def table_cells(row, metrics) -> list:
   """The row's cells, in FIXED_COLUMNS + metrics order."""
   return [row['run'], row['family'], row['dataset'], row['config'],
           MISSING if row['params'] is None else f'{row["params"]:,}', _budget(row),
-          MISSING if row['eval_step'] is None else str(row['eval_step'])] + [_cell(row, m) for m in metrics]
+          MISSING if row['eval_step'] is None else str(row['eval_step']),
+          row.get('sample_features', MISSING)] + [_cell(row, m) for m in metrics]
 
 
 def _line(cells) -> str:
@@ -191,6 +207,7 @@ def render(rows, command: str, hardware: str) -> str:
            f'Generated on: {hardware}', '',
            'Each metric is from the last eval line that reports it; "eval step" is the run\'s latest eval, and a '
            'value from an earlier one says "(step N)". Budget = training steps x global batch size. '
+           'fid/kid/precision/recall/is compare only between rows with the same "sample features (n)". '
            f'{MISSING} = not reported.', '',
            _line(columns), _line(['---'] * len(columns))]
   lines += [_line(table_cells(row, metrics)) for row in rows]

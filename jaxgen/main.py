@@ -52,6 +52,8 @@ def bad_override_message(argv) -> str:
 
 def _main(argv):
   del argv
+  import jax
+
   from jaxgen import train
   from jaxgen.core import distributed
   from jaxgen.errors import JaxgenError
@@ -60,6 +62,8 @@ def _main(argv):
     config = _CONFIG.value
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     if _MODE.value == 'train':
+      if jax.process_index() == 0:
+        train.write_run_info(_WORKDIR.value, flags.FLAGS['config'].serialize().split('=', 1)[1], sys.argv)
       train.train_and_evaluate(config, _WORKDIR.value)
     else:
       names = SAMPLE_EVALUATORS if _MODE.value == 'sample' else None

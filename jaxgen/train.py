@@ -69,8 +69,9 @@ def _check_batch_size(config, mesh) -> None:
                       f'the mesh data x fsdp axes ({dict(mesh.shape)}) and {jax.process_count()} process(es).')
 
 
-def setup(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None, restore: bool = True) -> Run:
-  """Build mesh, data, method, state (fresh or restored), checkpointer, writer and evaluators."""
+def setup(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None, restore: bool = True,
+          eval_names=None) -> Run:
+  """Build mesh, data, method, state (fresh or restored), checkpointer, writer and evaluators (all, or `eval_names`)."""
   config_lib.validate(config)
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
@@ -103,7 +104,7 @@ def setup(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None, 
   ctx = evals.EvalContext(method=method, config=config, info=info, mesh=mesh, workdir=workdir, is_main=is_main)
   return Run(config=config, workdir=workdir, mesh=mesh, info=info, method=method, loader=loader,
              shardings=shardings, state=state, checkpointer=checkpointer, writer=writer,
-             evaluators=evals.build_all(config, ctx), is_main=is_main, resumed=resumed)
+             evaluators=evals.build_all(config, ctx, eval_names), is_main=is_main, resumed=resumed)
 
 
 def make_step_fn(method, ema_decay: float):
@@ -260,7 +261,7 @@ def train_and_evaluate(config, workdir: str, devices: Optional[Sequence[jax.Devi
 
 def evaluate(config, workdir: str, names=None) -> dict:
   """--mode=eval / sample: restore the latest checkpoint and run the evaluators on it."""
-  run = setup(config, workdir)
+  run = setup(config, workdir, eval_names=names)
   try:
     if not run.resumed:
       raise CheckpointError(f'No checkpoint in {run.checkpointer.directory}: train first '
@@ -270,6 +271,17 @@ def evaluate(config, workdir: str, names=None) -> dict:
   finally:
     run.checkpointer.close()
     run.writer.close()
+
+
+def write_run_info(workdir: str, config_spec: str, argv) -> None:
+  """WORKDIR/run.json: the config file (and variant) and the command line that trained the run.
+
+  config.json holds the resolved values; run.json says where they came from, for
+  the leaderboard and for rerunning. Rewritten by each training invocation.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'run.json'), 'w') as f:
+    json.dump({'config': config_spec, 'argv': list(argv)}, f, indent=2)
 
 
 def load_trained(workdir: str, mesh=None):

@@ -207,8 +207,16 @@ def test_eval_batches_cover_the_split_once_with_padding(cfg):
   halves = [list(data.eval_batches(cfg('digits'), 64, process_index=p, process_count=2)) for p in (0, 1)]
   for whole, a, b in zip(batches, *halves):
     _assert_batches_equal({k: np.concatenate([a[k], b[k]]) for k in whole}, whole)
-  limited = list(data.eval_batches(cfg('digits', max_eval_examples=100), 64))
+  limited = list(data.eval_batches(cfg('digits', max_eval_examples=100), 64, with_index=True))
   assert [b['mask'].sum() for b in limited] == [64, 36]
+  # A fixed random subset (splits are sorted by class), the same on every call, in index order.
+  index = np.concatenate([b['index'][b['mask'] > 0] for b in limited])
+  labels = np.concatenate([b['label'][b['mask'] > 0] for b in limited])
+  np.testing.assert_array_equal(index, data.eval_subset(180, 100))
+  assert len(set(index)) == 100 and np.all(np.diff(index) > 0) and index[-1] > 100
+  assert len(np.unique(labels)) == 10
+  np.testing.assert_array_equal(np.round(np.concatenate([b['x'][b['mask'] > 0] for b in limited])[..., 0] * 16),
+                                expected[index])
 
 
 # ---- preprocessing ----------------------------------------------------------------------------

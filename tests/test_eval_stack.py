@@ -124,6 +124,39 @@ def test_sample_quality_orders_oracle_above_noise_and_is_deterministic(tmp_path,
   assert oracle['is'] > 5 and noise['is'] < oracle['is']  # 10 classes, evenly drawn
 
 
+def test_sample_quality_does_not_depend_on_the_number_of_devices(tmp_path, digits_classifier):
+  """Batch 100 is padded to 104 on 8 devices: the kept samples and so the metrics stay those of 1 device."""
+  train_x, _ = split_images('digits', 'train')
+  eval_config = ml_collections.ConfigDict({'feature_workdir': digits_classifier[0], 'num_samples': 300,
+                                           'batch_size': 100, 'kid_subset_size': 100})
+  results = []
+  for devices in (1, 8):
+    mesh = make_mesh(base_config().mesh, jax.devices()[:devices])
+    ctx = context(tmp_path, lambda c, i: TableSampler(c, i, train_x), mesh=mesh, name='digits')
+    results.append(evals.get('sample_quality')(eval_config, ctx)(state(), 0))
+  for key in ('fid', 'kid', 'precision', 'recall', 'is'):
+    assert results[0][key] == pytest.approx(results[1][key], rel=1e-4, abs=1e-6), key
+
+
+def test_evaluator_config_typos_and_unsupported_methods_fail_at_build_time(tmp_path, digits_classifier):
+  config = base_config()
+  config.method.name = 'stub'
+  config.data.name = 'digits'
+  config.evals.sample_quality = ml_collections.ConfigDict({'num_sample': 50000})
+  ctx = context(tmp_path, lambda c, i: TableSampler(c, i, np.zeros((1, 8, 8, 1))), name='digits')
+  with pytest.raises(ConfigError, match=r'sample_quality has unknown key\(s\) num_sample; valid keys: every, '
+                     r'features.*num_samples'):
+    evals.build_all(config, ctx)
+  classifier = context(tmp_path, lambda c, i: Classifier(config_file('classifier/digits.py', 'smoke'), i),
+                       name='digits')
+  for name in ('sample_quality', 'mode_coverage', 'cas', 'samples'):
+    with pytest.raises(ConfigError, match='does not generate any'):
+      evals.get(name)(ml_collections.ConfigDict(), classifier)
+  for name, message in (('ood_auroc', 'no likelihood, reconstruction or anomaly_score'), ('nll', 'needs a likelihood')):
+    with pytest.raises(ConfigError, match=message):
+      evals.get(name)(ml_collections.ConfigDict(), classifier)
+
+
 def test_reference_features_are_cached_and_sharding_does_not_change_them(tmp_path, digits_classifier,
                                                                           monkeypatch):
   base = base_config().data
@@ -155,30 +188,34 @@ def test_feature_network_errors(tmp_path, digits_classifier, monkeypatch):
 
 
 class MixtureSampler(Method):
-  """The true ring8 mixture, or all samples from its first mode."""
+  """The true ring8/grid25 mixture, or all samples from its first mode."""
 
   def __init__(self, config, info, one_mode=False):
     super().__init__(config, info)
-    self.centres = jnp.asarray(toy2d.centres('ring8'), jnp.float32)
+    self.mixture = info.name.split('/')[1]
+    self.centres = jnp.asarray(toy2d.centres(self.mixture), jnp.float32)
+    self.std = toy2d.RING8_STD if self.mixture == 'ring8' else toy2d.GRID25_STD
     self.one_mode = one_mode
 
   def sample(self, params, rng, num, **cond):
     k_mode, k_noise = jax.random.split(rng)
-    mode = jnp.zeros(num, jnp.int32) if self.one_mode else jax.random.randint(k_mode, (num,), 0, 8)
-    return self.centres[mode] + toy2d.RING8_STD * jax.random.normal(k_noise, (num, 2))
+    modes = self.centres.shape[0]
+    mode = jnp.zeros(num, jnp.int32) if self.one_mode else jax.random.randint(k_mode, (num,), 0, modes)
+    return self.centres[mode] + self.std * jax.random.normal(k_noise, (num, 2))
 
 
+@pytest.mark.parametrize('mixture,modes', [('ring8', 8), ('grid25', 25)])
 @pytest.mark.parametrize('one_mode', [False, True])
-def test_mode_coverage_of_the_true_mixture_and_of_one_mode(tmp_path, one_mode):
-  ctx = context(tmp_path, lambda c, i: MixtureSampler(c, i, one_mode), name='toy2d/ring8')
+def test_mode_coverage_of_the_true_mixture_and_of_one_mode(tmp_path, one_mode, mixture, modes):
+  ctx = context(tmp_path, lambda c, i: MixtureSampler(c, i, one_mode), name=f'toy2d/{mixture}')
   result = evals.get('mode_coverage')(ml_collections.ConfigDict({'num_samples': 2500}), ctx)(state(), 0)
-  assert result['modes'] == (1 if one_mode else 8)
+  assert result['modes'] == (1 if one_mode else modes)
   # Euclidean 3-sigma disc of a 2-D Gaussian: 1 - exp(-4.5) = 0.98889, binomial sd 0.0021 at n = 2500.
   assert abs(result['hq_fraction'] - (1 - np.exp(-4.5))) < 0.01
 
 
 def test_mode_coverage_refuses_other_data(tmp_path):
-  ctx = context(tmp_path, lambda c, i: MixtureSampler(c, i), name='toy2d/moons')
+  ctx = context(tmp_path, lambda c, i: TableSampler(c, i, np.zeros((1, 2))), name='toy2d/moons')
   with pytest.raises(ConfigError, match='ring8 or toy2d/grid25'):
     evals.get('mode_coverage')(ml_collections.ConfigDict(), ctx)
 
@@ -195,13 +232,13 @@ def test_ood_auroc_with_a_known_score(tmp_path):
   """Score = mean intensity: negatives and uniform noise are brighter than digits, flips are not."""
   train_x, _ = split_images('digits', 'train')
   ctx = context(tmp_path, lambda c, i: TableSampler(c, i, train_x), name='digits', exclude_labels=(1,))
-  result = evals.get('ood_auroc')(ml_collections.ConfigDict({'max_examples': 150}), ctx)(state(), 0)
+  result = evals.get('ood_auroc')(ml_collections.ConfigDict({'max_examples': 1000}), ctx)(state(), 0)
   assert set(result) == {'ood_auroc_noise', 'ood_auroc_inverted', 'ood_auroc_flipped', 'ood_auroc_heldout'}
   assert result['ood_auroc_inverted'] == 1.0 and result['ood_auroc_noise'] > 0.99
   assert result['ood_auroc_flipped'] == 0.5  # the same pixels, so the same scores: exactly chance
   heldout_x, heldout_y = split_images('digits', 'test')
-  inside = heldout_x[heldout_y != 1][:150].reshape(150, -1).mean(-1)
-  outside = heldout_x[heldout_y == 1][:150].reshape(-1, 64).mean(-1)
+  inside = heldout_x[heldout_y != 1].reshape(-1, 64).mean(-1)
+  outside = heldout_x[heldout_y == 1].reshape(-1, 64).mean(-1)
   from jaxgen.evals.metrics import auroc
   assert result['ood_auroc_heldout'] == pytest.approx(auroc(inside, outside))
 
@@ -244,6 +281,7 @@ def test_sample_quality_with_inception_features_from_a_weights_file(tmp_path, mo
                                            'num_reference': 16, 'reference_split': 'test', 'is_splits': 2,
                                            'kid_subset_size': 16})
   evaluator = evals.get('sample_quality')(eval_config, ctx)
+  evaluator.prepare()
   assert evaluator.real.shape == (16, 2048) and evaluator.extractor.network.name.startswith('inception-pt2015-')
   result = evaluator(state(), 0)
   assert all(np.isfinite(v) for v in result.values()) and result['fid'] >= 0
@@ -267,3 +305,29 @@ def test_mnist5k_classifier_parameter_count_by_hand():
   shapes = jax.eval_shape(method.init, jax.random.PRNGKey(0), {'x': jnp.zeros((1, 28, 28, 1))})
   count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes.params))
   assert count == expected == 215_370
+
+
+def test_anomaly_smoke_config_reports_every_ood_auroc(tmp_path):
+  train.train_and_evaluate(config_file('vae/mnist5k_anomaly.py'), str(tmp_path))
+  last = [r for r in read_metrics(str(tmp_path)) if r['split'] == 'eval' and 'ood_auroc_heldout' in r][-1]
+  for name in ('heldout', 'noise', 'inverted', 'flipped'):
+    assert 0.0 <= last[f'ood_auroc_{name}'] <= 1.0
+
+
+def test_mode_eval_on_a_trained_vae_is_deterministic(tmp_path, digits_classifier):
+  """`--mode=eval` twice on one checkpoint: the same FD/KID/PR/IS and NLL, from the EMA parameters."""
+  config = config_file('vae/digits.py')  # the smoke variant, plus sample quality and EMA
+  config.train.ema_decay = 0.9
+  config.evals.sample_quality = ml_collections.ConfigDict({
+      'every': config.train.steps, 'feature_workdir': digits_classifier[0], 'num_samples': 300,
+      'batch_size': 100, 'kid_subset_size': 100})
+  workdir = str(tmp_path)
+  final = train.train_and_evaluate(config, workdir)
+  first = train.evaluate(config, workdir)
+  second = train.evaluate(config, workdir)
+  timing = 'sample_quality_seconds'
+  assert {k: v for k, v in first.items() if k != timing} == {k: v for k, v in second.items() if k != timing}
+  assert {'fid', 'kid', 'precision', 'recall', 'is', 'nll_bpd'} <= set(first)
+  # The loop's own evaluation at the last step used the same (EMA) parameters, so it agrees too.
+  logged = [r for r in read_metrics(workdir) if r['split'] == 'eval' and 'fid' in r]
+  assert logged[0]['fid'] == first['fid'] and final.ema_params is not None

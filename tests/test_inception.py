@@ -259,6 +259,9 @@ def test_weights_path_from_env(weights_files, monkeypatch):
   assert inception.weights_path() == paths['legacy']
   assert inception.weights_path('/explicit/x.pth') == '/explicit/x.pth'
   monkeypatch.delenv(inception.WEIGHTS_ENV)
+  monkeypatch.setenv('JAXGEN_CACHE_DIR', '/some/cache')
+  assert inception.weights_path() == '/some/cache/pt_inception-2015-12-05-6726825d.pth'
+  monkeypatch.delenv('JAXGEN_CACHE_DIR')
   assert inception.weights_path() == os.path.expanduser('~/.cache/jaxgen/pt_inception-2015-12-05-6726825d.pth')
 
 

@@ -44,7 +44,8 @@ def runs(tmp_path):
              {'step': 1500, 'split': 'eval', 'nll_nats': 806.4321, 'nll_bpd': 1.48398765}],
             run_json={'config': 'configs/vae/mnist5k.py'})
   write_run(tmp_path / 'runs' / 'gan_b',
-            {'method': {'name': 'gan'}, 'data': {'name': 'mnist5k'}, 'train': {'steps': 2000, 'batch_size': 64}},
+            {'method': {'name': 'gan'}, 'data': {'name': 'mnist5k'}, 'train': {'steps': 2000, 'batch_size': 64},
+             'evals': {'sample_quality': {'every': 1000, 'features': 'inception', 'num_samples': 50000}}},
             [{'step': 0, 'split': 'train', 'param_count': 250000, 'compile_seconds': 1.0},
              {'step': 1000, 'split': 'eval', 'fid': 45.67891, 'kid': 0.0123456, 'kid_std': 0.00098765,
               'precision': 0.5},
@@ -55,11 +56,14 @@ def runs(tmp_path):
   return tmp_path / 'runs'
 
 
-HEADER = ('| run | family | dataset | config | params | budget (steps x batch) | eval step | nll_bpd | nll_nats | fid '
+HEADER = ('| run | family | dataset | config | params | budget (steps x batch) | eval step | sample features (n) '
+          '| nll_bpd | nll_nats | fid '
           '| kid | precision | ood_auroc_fashion | ood_auroc_kmnist |')
-GAN_ROW = ('| gan_b | gan | mnist5k | — | 250,000 | 2,000 x 64 | 2000 | — | — | 30.12 | 0.008123 ± 0.000456 '
+GAN_ROW = ('| gan_b | gan | mnist5k | — | 250,000 | 2,000 x 64 | 2000 | inception (50000) | — | — | 30.12 '
+           '| 0.008123 ± 0.000456 '
            '| 0.5 (step 1000) | 0.87 | 0.9123 |')
-VAE_ROW = '| vae_a | vae | mnist5k | configs/vae/mnist5k.py | 1,671,778 | 1,500 x 128 | 1500 | 1.484 | 806.4 | — | — | — | — | — |'
+VAE_ROW = ('| vae_a | vae | mnist5k | configs/vae/mnist5k.py | 1,671,778 | 1,500 x 128 | 1500 | — | 1.484 | 806.4 '
+           '| — | — | — | — | — |')
 
 
 def test_collect_reads_the_last_eval_of_each_metric(runs):
@@ -87,7 +91,7 @@ def test_render_exact_table(runs):
   assert '    python experiments/leaderboard.py runs/x' in lines
   assert 'Generated on: test machine' in lines
   start = lines.index(HEADER)
-  assert lines[start + 1] == '|' + ' --- |' * 14
+  assert lines[start + 1] == '|' + ' --- |' * 15
   assert lines[start + 2:] == [GAN_ROW, VAE_ROW]
 
 

@@ -26,7 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_split = 'test'
   c.data.binarize = ''             # '' | 'dynamic' (fresh Bernoulli draw per step; test fixed-seed) | 'threshold'
   c.data.dequantize = False        # uniform dequantization: x = (x_int + u) / levels
-  c.data.max_eval_examples = 0     # 0 = the whole eval split
+  c.data.max_eval_examples = 0     # 0 = the whole eval split; N = a fixed random subset of N
   c.data.exclude_labels = ()       # labels removed from every split (held-out-class anomaly detection)
   c.data.prefetch = 2              # host batches prepared ahead of the device
 

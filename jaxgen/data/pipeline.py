@@ -147,7 +147,8 @@ class TrainLoader:
 
 
 def eval_batches(data_config, global_batch_size: int, process_index: int = 0, process_count: int = 1,
-                 split: Optional[str] = None, seed: int = 0) -> Iterator[Dict[str, np.ndarray]]:
+                 split: Optional[str] = None, seed: int = 0,
+                 with_index: bool = False) -> Iterator[Dict[str, np.ndarray]]:
   """Each example of the split exactly once, in a fixed order, with a 'mask'.
 
   The split is `split` or `data_config.eval_split`, cut to the first
@@ -156,20 +157,34 @@ def eval_batches(data_config, global_batch_size: int, process_index: int = 0, pr
   one is padded by repeating the final example, with 'mask' 0.0 there and 1.0
   on real examples. Noise (fixed binarization, dequantization) depends on
   `seed` and the example index only, so every call yields the same arrays.
+  With `with_index`, batch['index'] holds each example's index in the split.
   """
   local = _local_batch_size(global_batch_size, process_index, process_count)
   dataset = _Dataset(data_config)
   source = dataset.split(split or data_config.eval_split)
-  n = len(source)
-  if data_config.max_eval_examples > 0:
-    n = min(n, int(data_config.max_eval_examples))
+  chosen = eval_subset(len(source), int(data_config.max_eval_examples))
+  n = len(chosen)
   for start in range(0, n, global_batch_size):
     positions = np.arange(start + process_index * local, start + (process_index + 1) * local)
-    indices = np.minimum(positions, n - 1)
+    indices = chosen[np.minimum(positions, n - 1)]
     keys = [(_EVAL_NOISE, seed, int(i)) for i in indices]
     batch = dataset.make_batch(source.read(indices), keys)
     batch['mask'] = (positions < n).astype(np.float32)
+    if with_index:
+      batch['index'] = indices.astype(np.int32)
     yield batch
+
+
+def eval_subset(n: int, max_examples: int) -> np.ndarray:
+  """The split indices evaluation reads: all n, or a fixed random subset of `max_examples`, in index order.
+
+  A random (not leading) subset because splits are often sorted by class: the
+  first 1,000 mnist5k training images are only 0s, 1s and 2s. The subset is a
+  pure function of (n, max_examples), the same in every run and on every mesh.
+  """
+  if max_examples <= 0 or max_examples >= n:
+    return np.arange(n)
+  return np.sort(np.random.default_rng((_EVAL_NOISE, n, max_examples)).permutation(n)[:max_examples])
 
 
 def _local_batch_size(global_batch_size: int, process_index: int, process_count: int) -> int:

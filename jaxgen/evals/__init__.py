@@ -10,6 +10,7 @@ it returns a dict of scalar metrics (written to metrics.jsonl with split
 import dataclasses
 from typing import Any
 
+from jaxgen.errors import ConfigError
 from jaxgen.registry import Registry
 
 EVALUATORS = Registry('config.evals entry', {
@@ -37,10 +38,41 @@ class EvalContext:
   is_main: bool
 
 
-def build_all(config, ctx: EvalContext) -> dict:
-  """{name: (every, evaluator)} for every entry of config.evals."""
+def build_all(config, ctx: EvalContext, names=None) -> dict:
+  """{name: (every, evaluator)} for every entry of config.evals (or only `names`).
+
+  An evaluator class may list its config keys in `KEYS`; any other key (a typo
+  such as `num_sample`) is a ConfigError rather than a silently used default.
+  """
   evaluators = {}
   for name, eval_config in config.evals.items():
+    if names is not None and name not in names:
+      continue
+    cls = get(name)
+    if hasattr(cls, 'KEYS'):
+      unknown = sorted(set(eval_config.keys()) - set(cls.KEYS) - {'every'})
+      if unknown:
+        raise ConfigError(f'config.evals.{name} has unknown key(s) {", ".join(unknown)}; valid keys: '
+                          f'{", ".join(("every",) + tuple(cls.KEYS))}.')
     every = int(eval_config.get('every', 0) or config.train.eval_every)
-    evaluators[name] = (every, get(name)(eval_config, ctx))
+    evaluators[name] = (every, cls(eval_config, ctx))
   return evaluators
+
+
+def _overrides(method, name: str) -> bool:
+  from jaxgen.methods.base import Method
+  return getattr(type(method), name) is not getattr(Method, name)
+
+
+def require_sampler(method, evaluator: str) -> None:
+  """ConfigError at build time (not after training) when the family cannot generate samples."""
+  if not _overrides(method, 'sample'):
+    raise ConfigError(f'config.evals.{evaluator} needs samples, but {type(method).__name__} does not generate '
+                      f'any; remove config.evals.{evaluator}.')
+
+
+def require_score(method, evaluator: str) -> None:
+  """ConfigError at build time when the family has no anomaly score (no likelihood, reconstruction or score)."""
+  if not (method.has_likelihood or _overrides(method, 'reconstruct') or _overrides(method, 'anomaly_score')):
+    raise ConfigError(f'config.evals.{evaluator} needs an anomaly score, but {type(method).__name__} has no '
+                      f'likelihood, reconstruction or anomaly_score; remove config.evals.{evaluator}.')

@@ -13,8 +13,11 @@ chance. Sets (images):
   heldout    eval-split examples of the classes in config.data.exclude_labels,
              which the model never saw in training (train with exclude_labels set)
 
-Each set is built from the same first `max_examples` (default 500) eval
-examples, with fixed noise (`seed`), so the number is deterministic.
+Each set is built from the same fixed random subset of `max_examples` (default
+500) eval examples (jaxgen.data.eval_subset), with noise keyed per example on
+(`seed`, set, example index), so the number is deterministic and independent
+of the mesh. The score's own randomness (e.g. an IWAE bound) uses
+fold_in(seed, batch), so keep `batch_size` fixed when comparing runs.
 
 Config: every, ood (default ('noise', 'inverted', 'flipped'), plus 'heldout'
 when exclude_labels is set), max_examples, batch_size, seed.
@@ -26,23 +29,25 @@ import numpy as np
 from jaxgen.core.mesh import gather_to_host, replicated, round_up_to_shards, shard_batch, to_host
 from jaxgen.data import eval_batches
 from jaxgen.errors import ConfigError
-from jaxgen.evals import metrics, register
+from jaxgen.evals import metrics, register, require_score
 
 _SETS = ('noise', 'inverted', 'flipped', 'heldout')
 
 
-def uniform_noise_like(x: np.ndarray, info, rng: np.random.Generator) -> np.ndarray:
-  """Uniform inputs in the same representation as x: grid values, dequantized, or binary."""
-  levels = info.levels
-  k = rng.integers(0, levels, size=x.shape).astype(np.float32)
-  if info.dequantized:
-    return (k + rng.random(x.shape, dtype=np.float32)) / levels
-  return k / (levels - 1)
+def uniform_noise_like(x: np.ndarray, info, keys) -> np.ndarray:
+  """Uniform inputs in the same representation as x (grid values, dequantized, or binary); row i from keys[i]."""
+  levels, out = info.levels, np.empty_like(x)
+  for i, key in enumerate(keys):
+    rng = np.random.default_rng(key)
+    k = rng.integers(0, levels, size=x.shape[1:]).astype(np.float32)
+    out[i] = (k + rng.random(x.shape[1:], dtype=np.float32)) / levels if info.dequantized else k / (levels - 1)
+  return out
 
 
-def transform(name: str, x: np.ndarray, info, rng: np.random.Generator) -> np.ndarray:
+def transform(name: str, x: np.ndarray, info, keys) -> np.ndarray:
+  """The OOD version of a batch; `keys[i]` seeds example i's noise (per example, so the mesh cannot change it)."""
   if name == 'noise':
-    return uniform_noise_like(x, info, rng)
+    return uniform_noise_like(x, info, keys)
   if name == 'inverted':
     return 1.0 - x
   if name == 'flipped':
@@ -53,8 +58,10 @@ def transform(name: str, x: np.ndarray, info, rng: np.random.Generator) -> np.nd
 @register('ood_auroc')
 class AnomalyEvaluator:
   """See the module docstring."""
+  KEYS = ('ood', 'max_examples', 'batch_size', 'seed')
 
   def __init__(self, eval_config, ctx):
+    require_score(ctx.method, 'ood_auroc')
     self.ctx = ctx
     data = ctx.config.data
     excluded = tuple(int(k) for k in data.get('exclude_labels', ()))
@@ -89,10 +96,11 @@ class AnomalyEvaluator:
     key = jax.random.PRNGKey(self.seed)
     out = []
     for i, batch in enumerate(eval_batches(data_config, self.batch_size, jax.process_index(),
-                                           jax.process_count())):
+                                           jax.process_count(), with_index=True)):
+      index = batch.pop('index')
       if name:
-        rng = np.random.default_rng((self.seed, _SETS.index(name), i, jax.process_index()))
-        batch = dict(batch, x=transform(name, batch['x'], self.ctx.info, rng))
+        keys = [(self.seed, _SETS.index(name), int(j)) for j in index]
+        batch = dict(batch, x=transform(name, batch['x'], self.ctx.info, keys))
       sharded = shard_batch(batch, self.ctx.mesh)
       scores = to_host(self._score(params, sharded, jax.random.fold_in(key, i)))
       mask = gather_to_host(sharded['mask'])

@@ -24,10 +24,10 @@ import numpy as np
 
 from jaxgen import methods
 from jaxgen.core.config import load_config_file
-from jaxgen.core.mesh import batch_sharding, gather_to_host, replicated, shard_batch
+from jaxgen.core.mesh import batch_sharding, gather_to_host, replicated, round_up_to_shards, shard_batch
 from jaxgen.errors import ConfigError
 from jaxgen.evals import features as features_lib
-from jaxgen.evals import register
+from jaxgen.evals import register, require_sampler
 from jaxgen.evals.classification import accuracy_on_split
 from jaxgen.evals.sample_quality import SampleGenerator, clean_data_config
 
@@ -41,28 +41,32 @@ def classifier_config(dataset: str, path: str = ''):
 
 
 def fit_classifier(config, info, x: np.ndarray, y: np.ndarray, mesh, steps: int = 0, seed: int = 0):
-  """(method, params): a classifier of `config` trained on host arrays x [N, ...], y [N] for `steps` steps.
+  """(method, eval params): a classifier of `config` trained on host arrays x [N, ...], y [N].
 
-  Batches are epochs of a permutation drawn from (seed, epoch); the global
-  batch is split over the mesh. The same inputs give the same parameters.
+  The step is the train loop's (`train.make_step_fn`: step count and EMA);
+  batches are consecutive slices of epochs of permutations drawn from
+  (seed, epoch); the global batch (config.train.batch_size, rounded up to split
+  over the mesh) is divided among processes. The same inputs give the same
+  parameters.
   """
+  from jaxgen import train  # the train loop imports the evaluators: import it late
+  config = config.copy_and_resolve_references()
   if steps:  # the learning-rate schedule spans the steps actually taken
-    config = config.copy_and_resolve_references()
     config.train.steps = int(steps)
-  steps, batch_size = int(config.train.steps), int(config.train.batch_size)
+  steps = int(config.train.steps)
+  batch_size = round_up_to_shards(int(config.train.batch_size), mesh)
   method = methods.get('classifier')(config, info)
-  local = jax.process_count() > 1  # each process feeds its share of every batch
   share = batch_size // jax.process_count()
-  step_fn = jax.jit(lambda s, b: method.train_step(s, b)[0].replace(step=s.step + 1),
-                    in_shardings=(replicated(mesh), batch_sharding(mesh)), out_shardings=replicated(mesh),
-                    donate_argnums=0)
+  step_fn = jax.jit(train.make_step_fn(method, float(config.train.ema_decay)),
+                    in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                    out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
 
   def batch(step):
-    epoch, position = divmod(step * batch_size, len(x))
-    order = np.concatenate([np.random.default_rng((seed, epoch + e)).permutation(len(x)) for e in range(2)])
-    idx = order[position:position + batch_size]
-    if local:
-      idx = idx[jax.process_index() * share:(jax.process_index() + 1) * share]
+    start = step * batch_size
+    first, last = start // len(x), (start + batch_size - 1) // len(x)
+    order = np.concatenate([np.random.default_rng((seed, e)).permutation(len(x)) for e in range(first, last + 1)])
+    idx = order[start - first * len(x):][:batch_size]
+    idx = idx[jax.process_index() * share:(jax.process_index() + 1) * share]
     return shard_batch({'x': x[idx], 'label': y[idx].astype(np.int32)}, mesh)
 
   init = jax.jit(method.init, out_shardings=replicated(mesh))
@@ -70,15 +74,17 @@ def fit_classifier(config, info, x: np.ndarray, y: np.ndarray, mesh, steps: int 
   for step in range(steps):
     # Bounded dispatch, as in the train loop: hundreds of queued steps over many (virtual) devices
     # can starve XLA:CPU's collectives into their rendezvous timeout.
-    state = jax.block_until_ready(step_fn(state, batch(step)))
+    state = jax.block_until_ready(step_fn(state, batch(step))[0])
   return method, state.eval_params()
 
 
 @register('cas')
 class CASEvaluator:
   """See the module docstring."""
+  KEYS = ('num_samples', 'steps', 'batch_size', 'seed', 'classifier_config')
 
   def __init__(self, eval_config, ctx):
+    require_sampler(ctx.method, 'cas')
     if not getattr(ctx.method, 'conditional', False):
       raise ConfigError(f'config.evals.cas needs a class-conditional model; {ctx.config.method.name!r} with this '
                         'config is unconditional (e.g. set config.model.num_classes for the VAE).')

@@ -11,6 +11,7 @@ import optax
 
 from jaxgen.core.mesh import replicated, round_up_to_shards, shard_batch, to_host
 from jaxgen.data import eval_batches
+from jaxgen.errors import ConfigError
 from jaxgen.evals import register
 
 
@@ -33,8 +34,12 @@ def accuracy_on_split(apply_fn, params, data_config, mesh, batch_size: int, spli
 
 @register('classification')
 class ClassificationEvaluator:
+  KEYS = ('batch_size', 'split')
 
   def __init__(self, eval_config, ctx):
+    if not hasattr(ctx.method, 'apply') or not ctx.info.num_classes:
+      raise ConfigError('config.evals.classification needs a classifier run on labelled data '
+                        '(config.method.name=classifier).')
     self.ctx = ctx
     self.batch_size = int(eval_config.get('batch_size', 0) or ctx.config.train.eval_batch_size)
     self.split = eval_config.get('split', None)

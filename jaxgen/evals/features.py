@@ -5,7 +5,7 @@
   'classifier'  the penultimate layer of a jaxgen classifier run (LeNet-style for
                 28x28, an MLP for 8x8; configs/classifier/<dataset>.py). With no
                 `feature_workdir`, the run lives in
-                $JAXGEN_CACHE_DIR/classifiers/<dataset> and is trained there
+                $JAXGEN_CACHE_DIR/classifiers/<dataset>-<config hash> and is trained there
                 from configs/classifier/<dataset>.py the first time it is needed
                 (deterministic: same config, same seed), then reused.
   'inception'   the FID Inception-v3 (pool3 2048-d, 1008-way logits) with the
@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 import jaxgen
+from jaxgen.core.mesh import gather_to_host
 from jaxgen.errors import ConfigError, DataError
 
 
@@ -43,11 +44,23 @@ class FeatureNetwork:
   num_classes: int
 
 
+def all_processes_agree(flag: bool) -> bool:
+  """`flag` if it holds on every process, else False on all of them.
+
+  Branches that lead into collectives (computing features, training) must be
+  taken by every process or by none; per-host caches can disagree.
+  """
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils
+  return bool(np.all(multihost_utils.process_allgather(np.array([flag], np.bool_))))
+
+
 def fingerprint(params) -> str:
   """A short hash of every parameter's bytes (in tree order)."""
   digest = hashlib.sha1()
   for leaf in jax.tree.leaves(params):
-    digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+    digest.update(np.ascontiguousarray(gather_to_host(leaf)).tobytes())
   return digest.hexdigest()[:12]
 
 
@@ -55,30 +68,34 @@ def repo_classifier_config(dataset: str) -> str:
   return os.path.join(os.path.dirname(os.path.dirname(jaxgen.__file__)), 'configs', 'classifier', f'{dataset}.py')
 
 
-def default_classifier_workdir(dataset: str) -> str:
-  return os.path.join(cache_dir(), 'classifiers', dataset.replace('/', '_'))
+def default_classifier_workdir(dataset: str, config) -> str:
+  """$JAXGEN_CACHE_DIR/classifiers/<dataset>-<hash of the resolved config>: a changed config trains anew."""
+  digest = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:10]
+  return os.path.join(cache_dir(), 'classifiers', f'{dataset.replace("/", "_")}-{digest}')
 
 
 def ensure_classifier(dataset: str) -> str:
   """The cached classifier run for `dataset`, trained from configs/classifier/<dataset>.py if absent."""
   from jaxgen import train  # the train loop imports the evaluators: import it late
   from jaxgen.core.config import load_config_file
-  workdir = default_classifier_workdir(dataset)
   config_path = repo_classifier_config(dataset)
   if not os.path.exists(config_path):
-    raise DataError(f'No feature classifier for dataset {dataset!r}: there is no {config_path}. Train a '
+    raise DataError(f'No feature classifier config for dataset {dataset!r}: there is no {config_path} (the configs/ '
+                    'folder comes with the source tree: install jaxgen with `pip install -e .`). Train a '
                     'classifier run (config.method.name=classifier) and pass its workdir as '
                     "feature_workdir, or use features='inception'.")
+  config = load_config_file(config_path)
+  workdir = default_classifier_workdir(dataset, config)
   os.makedirs(workdir, exist_ok=True)
   lock = open(os.path.join(workdir, '.train.lock'), 'w') if jax.process_count() == 1 else None
   try:
     if lock:  # another single-process run may be training it right now: wait for it
       fcntl.flock(lock, fcntl.LOCK_EX)
-    config = load_config_file(config_path)
-    if not os.path.exists(os.path.join(workdir, 'checkpoints')) or _unfinished(workdir, config):
+    if not all_processes_agree(not _unfinished(workdir, config)):
       print(f'Training the feature classifier for {dataset!r} once into {workdir} '
             f'(configs/classifier/{dataset}.py) ...', flush=True)
-      config.evals.classification.every = int(config.train.steps)
+      train.write_run_info(workdir, os.path.relpath(config_path, os.path.dirname(os.path.dirname(jaxgen.__file__))),
+                           ['jaxgen.evals.features.ensure_classifier', dataset])
       train.train_and_evaluate(config, workdir)
   finally:
     if lock:
@@ -89,6 +106,8 @@ def ensure_classifier(dataset: str) -> str:
 def _unfinished(workdir: str, config) -> bool:
   """True when the cached run stopped before its last step (e.g. killed): training resumes it."""
   from jaxgen.checkpoint import Checkpointer
+  if not os.path.exists(os.path.join(workdir, 'checkpoints')):
+    return True
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'), async_save=False)
   try:
     return (checkpointer.latest_step() or 0) < int(config.train.steps)

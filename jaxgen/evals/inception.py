@@ -461,10 +461,16 @@ def from_pytorch_state_dict(state_dict, source: str = 'the state dict') -> dict:
   return {c: flax.traverse_util.unflatten_dict(v) for c, v in flat.items()}
 
 
+def default_weights_path() -> str:
+  """$JAXGEN_CACHE_DIR/<file>, with $JAXGEN_CACHE_DIR defaulting to ~/.cache/jaxgen (DEFAULT_WEIGHTS_PATH)."""
+  cache = os.environ.get('JAXGEN_CACHE_DIR')
+  return os.path.join(cache, WEIGHTS_FILENAME) if cache else os.path.expanduser(DEFAULT_WEIGHTS_PATH)
+
+
 def weights_path(path=None) -> str:
-  """The weights file to use: `path`, else $JAXGEN_INCEPTION_WEIGHTS, else ~/.cache/jaxgen/<file>."""
+  """The weights file to use: `path`, else $JAXGEN_INCEPTION_WEIGHTS, else $JAXGEN_CACHE_DIR (~/.cache/jaxgen)/<file>."""
   if path is None:
-    path = os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_PATH
+    path = os.environ.get(WEIGHTS_ENV) or default_weights_path()
   return os.path.expanduser(os.fspath(path))
 
 
@@ -475,6 +481,6 @@ def load_pytorch_fid_weights(path=None) -> dict:
   if not os.path.isfile(path):
     raise DataError(f'FID Inception weights not found at {path} ({how}). Download {WEIGHTS_URL} '
                     f'(e.g. `mkdir -p ~/.cache/jaxgen && curl -L -o ~/.cache/jaxgen/{WEIGHTS_FILENAME} '
-                    f'{WEIGHTS_URL}`) and put it at {os.path.expanduser(DEFAULT_WEIGHTS_PATH)}, or point '
+                    f'{WEIGHTS_URL}`) and put it at {default_weights_path()}, or point '
                     f'{WEIGHTS_ENV} (or the path argument) at the file.')
   return from_pytorch_state_dict(torch_pickle.load_state_dict(path), source=path)

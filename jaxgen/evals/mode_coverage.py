@@ -14,7 +14,7 @@ import numpy as np
 from jaxgen.core.mesh import replicated, round_up_to_shards, to_host
 from jaxgen.data.builders import toy2d
 from jaxgen.errors import ConfigError
-from jaxgen.evals import metrics, register
+from jaxgen.evals import metrics, register, require_sampler
 
 _STD = {'ring8': toy2d.RING8_STD, 'grid25': toy2d.GRID25_STD}
 
@@ -22,8 +22,10 @@ _STD = {'ring8': toy2d.RING8_STD, 'grid25': toy2d.GRID25_STD}
 @register('mode_coverage')
 class ModeCoverageEvaluator:
   """Config: every, num_samples (2500), num_std (3), min_count (20), seed."""
+  KEYS = ('num_samples', 'num_std', 'min_count', 'seed')
 
   def __init__(self, eval_config, ctx):
+    require_sampler(ctx.method, 'mode_coverage')
     name = ctx.config.data.name
     mixture = name.split('/', 1)[1] if name.startswith('toy2d/') else ''
     if mixture not in _STD:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from jaxgen.core.mesh import replicated, round_up_to_shards, shard_batch, to_host
 from jaxgen.data import eval_batches
+from jaxgen.errors import ConfigError
 from jaxgen.evals import register
 
 
@@ -28,8 +29,12 @@ def dequantization_correction(info) -> float:
 @register('nll')
 class NLLEvaluator:
   """Config: every, batch_size (default config.train.eval_batch_size; rounded up to split over the mesh), seed."""
+  KEYS = ('batch_size', 'seed')
 
   def __init__(self, eval_config, ctx):
+    if not ctx.method.has_likelihood:
+      raise ConfigError(f'config.evals.nll needs a likelihood, but {type(ctx.method).__name__} defines none; '
+                        'remove config.evals.nll.')
     self.ctx = ctx
     self.batch_size = round_up_to_shards(int(eval_config.get('batch_size', 0) or ctx.config.train.eval_batch_size),
                                          ctx.mesh)

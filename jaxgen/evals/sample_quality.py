@@ -27,6 +27,7 @@ seed, kid_subsets, kid_subset_size, pr_k, is_splits.
 
 import os
 import time
+import uuid
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,7 @@ import numpy as np
 from jaxgen.core.mesh import batch_sharding, gather_to_host, replicated, round_up_to_shards, shard_batch, to_host
 from jaxgen.data import eval_batches
 from jaxgen.evals import features as features_lib
-from jaxgen.evals import metrics, register
+from jaxgen.evals import metrics, register, require_sampler
 
 
 def clean_data_config(data_config, split: str, max_examples: int):
@@ -79,41 +80,52 @@ def reference_features(extractor: FeatureExtractor, data_config, split: str, bat
   """Features of a dataset split, from the cache or computed and cached (module docstring, step 1)."""
   name = data_config.name.replace('/', '_')
   count = f'n{max_examples}' if max_examples else 'all'
+  excluded = tuple(data_config.get('exclude_labels', ()))
+  if excluded:
+    count += '-without' + '_'.join(str(int(k)) for k in excluded)
   path = os.path.join(features_lib.cache_dir(), 'reference',
                       f'{name}-{split}-{count}-{extractor.network.name}.npz')
-  if os.path.exists(path):
+  if features_lib.all_processes_agree(os.path.exists(path)):
     with np.load(path) as stored:
       return stored['features']
   feats = extractor.of_split(data_config, split, batch_size, max_examples)
   if is_main:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = path + f'.tmp{os.getpid()}.npz'
+    temporary = f'{path}.{uuid.uuid4().hex}.npz'
     np.savez(temporary, features=feats)
     os.replace(temporary, path)  # atomic: a concurrent reader never sees half a file
   return feats
 
 
 class SampleGenerator:
-  """`num` samples in fixed-key batches (module docstring, step 2), kept sharded over the mesh."""
+  """`num` samples in fixed-key batches (module docstring, step 2), kept sharded over the mesh.
+
+  Batch i holds samples i*batch_size ... with key fold_in(PRNGKey(seed), i).
+  When batch_size does not split over the mesh, each draw is padded to the
+  next multiple and only its first batch_size rows are kept; with JAX's
+  partitionable threefry (the default) those rows are the very draws of an
+  unpadded batch, so the samples do not depend on the number of devices.
+  """
 
   def __init__(self, method, mesh, batch_size: int, seed: int):
     self.method, self.mesh, self.seed = method, mesh, seed
-    self.batch_size = round_up_to_shards(batch_size, mesh)
+    self.batch_size = int(batch_size)
+    self.padded = padded = round_up_to_shards(self.batch_size, mesh)
     self.num_classes = method.info.num_classes if getattr(method, 'conditional', False) else 0
     sharded = batch_sharding(mesh)
     if self.num_classes:
-      self._sample = jax.jit(lambda p, rng, label: method.sample(p, rng, self.batch_size, label=label),
+      self._sample = jax.jit(lambda p, rng, label: method.sample(p, rng, padded, label=label),
                              in_shardings=(None, None, sharded), out_shardings=sharded)
     else:
-      self._sample = jax.jit(lambda p, rng: method.sample(p, rng, self.batch_size), out_shardings=sharded)
+      self._sample = jax.jit(lambda p, rng: method.sample(p, rng, padded), out_shardings=sharded)
 
   def batches(self, params, num: int):
-    """Yields (images sharded over the mesh, number of them to keep)."""
+    """Yields (images [padded, ...] sharded over the mesh, how many leading rows to keep)."""
     key = jax.random.PRNGKey(self.seed)
     for i, start in enumerate(range(0, num, self.batch_size)):
       rng = jax.random.fold_in(key, i)
       if self.num_classes:
-        labels = (start + np.arange(self.batch_size)) % self.num_classes
+        labels = (start + np.arange(self.padded)) % self.num_classes
         label = jax.device_put(labels.astype(np.int32), batch_sharding(self.mesh))
         images = self._sample(params, rng, label)
       else:
@@ -141,16 +153,28 @@ def sample_metrics(real_feats, fake_feats, fake_logits, eval_config) -> dict:
 class SampleQualityEvaluator:
   """See the module docstring."""
 
+  KEYS = ('features', 'feature_workdir', 'inception_weights', 'num_samples', 'num_reference', 'reference_split',
+          'batch_size', 'seed', 'kid_subsets', 'kid_subset_size', 'pr_k', 'is_splits')
+
   def __init__(self, eval_config, ctx):
+    require_sampler(ctx.method, 'sample_quality')
     self.ctx, self.eval_config = ctx, eval_config
     self.num_samples = int(eval_config.get('num_samples', 10000))
-    self.batch_size = round_up_to_shards(int(eval_config.get('batch_size', 500)), ctx.mesh)
-    self.extractor = FeatureExtractor(features_lib.get(eval_config, ctx), ctx.mesh)
+    self.batch_size = int(eval_config.get('batch_size', 500))
     self.generator = SampleGenerator(ctx.method, ctx.mesh, self.batch_size, int(eval_config.get('seed', 0)))
-    self.real = reference_features(self.extractor, ctx.config.data, eval_config.get('reference_split', 'train'),
-                                   self.batch_size, int(eval_config.get('num_reference', 0)), ctx.is_main)
+    self.extractor = self.real = None  # prepared on first use: may train a classifier and read a split
+
+  def prepare(self):
+    """Feature network and reference features (module docstring, step 1)."""
+    if self.extractor is None:
+      ctx, eval_config = self.ctx, self.eval_config
+      self.extractor = FeatureExtractor(features_lib.get(eval_config, ctx), ctx.mesh)
+      self.real = reference_features(self.extractor, ctx.config.data, eval_config.get('reference_split', 'train'),
+                                     round_up_to_shards(self.batch_size, ctx.mesh),
+                                     int(eval_config.get('num_reference', 0)), ctx.is_main)
 
   def __call__(self, state, step):
+    self.prepare()
     t0 = time.perf_counter()
     feats, logits = [], []
     for images, keep in self.generator.batches(state.eval_params(), self.num_samples):

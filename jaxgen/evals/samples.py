@@ -12,7 +12,7 @@ import numpy as np
 
 from jaxgen.core.mesh import replicated, round_up_to_shards, shard_batch, to_host
 from jaxgen.data import TrainLoader
-from jaxgen.evals import register
+from jaxgen.evals import register, require_sampler
 from jaxgen.logging import save_image_grid, save_scatter
 
 
@@ -33,8 +33,10 @@ def write_examples(ctx, name: str, step: int, examples: np.ndarray, columns=None
 @register('samples')
 class SamplesEvaluator:
   """Config: every, num (default 64), seed."""
+  KEYS = ('num', 'seed')
 
   def __init__(self, eval_config, ctx):
+    require_sampler(ctx.method, 'samples')
     self.ctx = ctx
     self.num = int(eval_config.get('num', 64))
     self.seed = int(eval_config.get('seed', 0))
@@ -53,6 +55,7 @@ class ReconstructionsEvaluator:
   The examples are a fixed random draw from the eval split (sorted splits would
   otherwise show one class only).
   """
+  KEYS = ('num', 'seed')
 
   def __init__(self, eval_config, ctx):
     self.ctx = ctx

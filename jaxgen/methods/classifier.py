@@ -93,6 +93,3 @@ class Classifier(Method):
     params = optax.apply_updates(state.params, updates)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
     return state.replace(params=params, opt_state=opt_state), {'loss': loss, 'accuracy': accuracy}
-
-  def sample(self, params, rng, num, **cond):
-    raise NotImplementedError('a classifier does not generate samples; remove config.evals.samples.')
