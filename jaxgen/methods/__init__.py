@@ -5,6 +5,13 @@ from jaxgen.registry import Registry
 METHODS = Registry('config.method.name', {
     'vae': 'jaxgen.methods.vae',
     'classifier': 'jaxgen.methods.classifier',
+    'nade': 'jaxgen.methods.nade',
+    'made': 'jaxgen.methods.made',
+    'maf': 'jaxgen.methods.maf',
+    'realnvp': 'jaxgen.methods.flows',
+    'glow': 'jaxgen.methods.flows',
+    'pixelcnn': 'jaxgen.methods.pixelcnn',
+    'pixelcnnpp': 'jaxgen.methods.pixelcnnpp',
 })
 register = METHODS.register
 get = METHODS.get
