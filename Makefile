@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-PYTEST_ARGS ?=
+# Two pytest workers (pytest-xdist): the suite is compile-bound, one worker per core of a 2-core machine.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: demo test test-all venv clean
 

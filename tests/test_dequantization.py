@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxgen import train
 from jaxgen.logging import read_metrics
@@ -91,6 +92,7 @@ def test_importance_weighted_bound_tightens_towards_the_exact_discrete_likelihoo
   assert gap1 > 0.05 and gap64 < 0.5 * gap1, (gap1, gap64)
 
 
+@pytest.mark.slow  # a full train/eval run; the bound and density tests above cover the mathematics
 def test_variational_dequantization_trains_and_reports_discrete_bits_per_dim(tmp_path):
   config = config_file('flow/realnvp_mnist5k.py')
   config.data.dequantize = False

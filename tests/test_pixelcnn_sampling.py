@@ -28,10 +28,10 @@ def plain_copy(method):
 
 @pytest.mark.parametrize('arch,shape,levels,num_classes', [
     ('pixelcnn', (9, 3, 1), 4, 0),     # rows_above = 3: window 4 of 9 rows, clamped at top and bottom
-    ('pixelcnn', (6, 2, 3), 2, 3),     # RGB channel masks, binary, conditional
-    ('gated', (5, 3, 1), 4, 0),
+    pytest.param('pixelcnn', (6, 2, 3), 2, 3, marks=pytest.mark.slow),  # RGB masks, binary, conditional
+    pytest.param('gated', (5, 3, 1), 4, 0, marks=pytest.mark.slow),
     ('gated', (4, 2, 3), 3, 3),
-    ('rowlstm', (5, 3, 1), 4, 0),
+    pytest.param('rowlstm', (5, 3, 1), 4, 0, marks=pytest.mark.slow),
     ('rowlstm', (4, 2, 3), 3, 3),      # RGB, conditional: label biases in every layer
 ])
 def test_reusing_sampler_equals_plain_sampler(arch, shape, levels, num_classes):
@@ -67,7 +67,8 @@ def test_gated_context_of_a_row_sees_only_the_rows_above():
   np.testing.assert_allclose(np.asarray(full), np.asarray(split), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize('shape,first_kernel,num_classes', [((4, 3, 1), 3, 0), ((4, 2, 3), 5, 3)])
+@pytest.mark.parametrize('shape,first_kernel,num_classes', [
+    pytest.param((4, 3, 1), 3, 0, marks=pytest.mark.slow), ((4, 2, 3), 5, 3)])
 def test_rowlstm_context_of_a_row_sees_only_the_rows_above(shape, first_kernel, num_classes):
   """Every context leaf's row r depends only on input rows < r (and on some), and rows(x, context(x)) is the
   network, also one row at a time with that row's context (as the sampler calls it)."""

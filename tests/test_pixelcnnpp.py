@@ -186,6 +186,7 @@ def _rgb_total(params_PN, num_mix):
   return jax.lax.map(for_red, grid)                                                  # [256, P]
 
 
+@pytest.mark.slow  # long; the RGB one-pixel sum and the per-pixel draw tests cover this in the default suite
 def test_mixture_sums_to_one_over_all_values():
   rng = np.random.default_rng(1)
   rgb = random_mix_params(rng, 2, 3, 3)
@@ -208,6 +209,7 @@ def test_mixture_sums_to_one_over_all_values():
 # ---- (b) normalisation of the model's conditionals -------------------------------------------
 
 
+@pytest.mark.slow  # long; the RGB one-pixel sum and the per-pixel draw tests cover this in the default suite
 def test_model_conditional_of_one_pixel_sums_to_one_grey_and_log_prob_uses_it():
   method, params = grey_model()
   levels = 256
@@ -257,6 +259,7 @@ def test_pixel_draws_match_mixture_probabilities(channels):
   assert probs.max() > 2.0 / levels ** channels    # far from uniform, so the test has teeth
 
 
+@pytest.mark.slow  # long; the RGB one-pixel sum and the per-pixel draw tests cover this in the default suite
 def test_sampler_matches_exact_image_distribution():
   """4x4 binary images: the first row's joint and the most likely images' frequencies vs exact p(x)."""
   shape, levels, num = (4, 4, 1), 2, 4000
