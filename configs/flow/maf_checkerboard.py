@@ -10,48 +10,13 @@ the best any model can reach.
 Expected result: not yet measured (the :smoke variant trains 6 steps in seconds).
 """
 
-import ml_collections
+import os
 
-from jaxgen.core.config import base_config
+from jaxgen.core.config import load_config_file
 
 
 def get_config(arg=None):
-  config = base_config()
-  config.method.name = 'maf'
-  config.method.scale_clip = 3.0
-
-  config.model.num_layers = 5
-  config.model.hidden = (128, 128)
-
+  """configs/flow/maf_ring8.py (same model, budget and smoke variant) on toy2d/checkerboard."""
+  config = load_config_file(os.path.join(os.path.dirname(__file__), 'maf_ring8.py') + (f':{arg}' if arg else ''))
   config.data.name = 'toy2d/checkerboard'
-
-  config.train.steps = 5000
-  config.train.batch_size = 512
-  config.train.log_every = 100
-  config.train.eval_every = 2500
-  config.train.checkpoint_every = 2500
-  config.train.eval_batch_size = 1000
-  config.optim.lr = 1e-3
-  config.optim.schedule = 'cosine'
-  config.optim.warmup_steps = 100
-  config.optim.final_lr_ratio = 0.01
-  config.optim.grad_clip = 10.0
-
-  config.evals.nll = ml_collections.ConfigDict({'every': 2500})
-  config.evals.samples = ml_collections.ConfigDict({'every': 2500, 'num': 2000})
-
-  if arg == 'smoke':
-    config.model.num_layers = 2
-    config.model.hidden = (16,)
-    config.data.max_eval_examples = 64
-    config.train.steps = 6
-    config.train.batch_size = 32
-    config.train.eval_batch_size = 32
-    config.train.log_every = 3
-    config.train.eval_every = 3
-    config.train.checkpoint_every = 3
-    config.optim.warmup_steps = 0
-    for name in ('nll', 'samples'):
-      config.evals[name].every = 3
-    config.evals.samples.num = 16
   return config

@@ -49,6 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.warmup_steps = 0
   c.optim.decay_steps = 0
   c.optim.final_lr_ratio = 0.0
+  c.optim.decay_rate = 1.0
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8

@@ -4,9 +4,11 @@ config.optim keys:
   name          'adam' | 'adamw' | 'sgd' | 'rmsprop'
   lr            peak learning rate
   schedule      'constant' | 'cosine' | 'linear'  (decay after warm-up, to lr * final_lr_ratio)
+                | 'exponential'  (lr * decay_rate ** (step - warmup) after warm-up; PixelCNN++)
   warmup_steps  linear warm-up from 0
   final_lr_ratio  end of the decay as a fraction of lr
   decay_steps   length of the decay (0 = config.train.steps - warmup)
+  decay_rate    per-step factor of the 'exponential' schedule
   b1, b2, eps   Adam moments
   weight_decay  decoupled (adamw) weight decay
   grad_clip     global-norm clipping (0 = off)
@@ -30,8 +32,14 @@ def learning_rate_schedule(optim, total_steps: int) -> optax.Schedule:
     decay = optax.cosine_decay_schedule(optim.lr, decay_steps, alpha=final / optim.lr if optim.lr else 0.0)
   elif name == 'linear':
     decay = optax.linear_schedule(optim.lr, final, decay_steps)
+  elif name == 'exponential':
+    rate = float(optim.get('decay_rate', 1.0))
+    if not 0.0 < rate <= 1.0:
+      raise ConfigError(f'config.optim.decay_rate must be in (0, 1] for the exponential schedule, got {rate}.')
+    decay = optax.exponential_decay(optim.lr, transition_steps=1, decay_rate=rate)
   else:
-    raise ConfigError(f"config.optim.schedule={name!r} is not one of 'constant', 'cosine', 'linear'.")
+    raise ConfigError(f"config.optim.schedule={name!r} is not one of 'constant', 'cosine', 'linear', "
+                      "'exponential'.")
   if warmup <= 0:
     return decay
   return optax.join_schedules([optax.linear_schedule(0.0, optim.lr, warmup), decay], [warmup])

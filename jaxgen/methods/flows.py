@@ -54,14 +54,15 @@ from jaxgen.core.state import TrainState, step_rng
 from jaxgen.errors import ConfigError
 from jaxgen.methods import register
 from jaxgen.methods.base import Method
+from jaxgen.methods.conditioning import ClassConditional
 from jaxgen.models import flows
 
 
-class _Flow(Method):
+class _Flow(ClassConditional, Method):
   """Shared maximum-likelihood training, likelihood and sampling; subclasses build `self.model`."""
 
   has_likelihood = True
-  family = ''
+  family_name = ''
 
   def __init__(self, config, info):
     super().__init__(config, info)
@@ -72,8 +73,7 @@ class _Flow(Method):
     self.preprocess = config.method.get('preprocess', 'logit')
     self.dequantization = config.method.get('dequantization', 'uniform')
     self.eval_dequant_samples = int(config.method.get('eval_dequant_samples', 16))
-    self.num_classes = int(config.model.get('num_classes', 0) or 0)
-    self.conditional = self.num_classes > 0
+    self._init_conditioning()
     self._validate_data()
     self.logit = flows.LogitTransform(self.alpha)
     self.model = self._build()
@@ -86,7 +86,7 @@ class _Flow(Method):
     info = self.info
     if self.image:
       if len(self.shape) != 3:
-        raise ConfigError(f'{self.family} expects images shaped [H, W, C]; dataset {info.name!r} has {self.shape}.')
+        raise ConfigError(f'{self.family_name} expects images shaped [H, W, C]; dataset {info.name!r} has {self.shape}.')
       if self.dequantization not in ('uniform', 'variational'):
         raise ConfigError(f"config.method.dequantization={self.dequantization!r} is not one of 'uniform', "
                           "'variational'.")
@@ -94,7 +94,7 @@ class _Flow(Method):
         raise ConfigError(f"config.method.preprocess={self.preprocess!r} is not one of 'logit', 'center'.")
       if self.dequantization == 'uniform' and not info.dequantized:
         raise ConfigError(
-            f'{self.family} is a density on continuous data, but dataset {info.name!r} is discrete '
+            f'{self.family_name} is a density on continuous data, but dataset {info.name!r} is discrete '
             f'(levels={info.levels}); its NLL would be meaningless. Set config.data.dequantize=True '
             "(uniform dequantization) or config.method.dequantization='variational'.")
       if self.dequantization == 'variational' and (info.dequantized or not info.levels or info.levels < 2):
@@ -107,14 +107,7 @@ class _Flow(Method):
       if not 0.0 <= self.alpha < 0.5:
         raise ConfigError(f'config.method.logit_alpha must be in [0, 0.5), got {self.alpha}.')
     elif len(self.shape) != 1:
-      raise ConfigError(f'{self.family} on non-image data needs vectors; dataset {info.name!r} has {self.shape}.')
-    if self.num_classes < 0:
-      raise ConfigError(f'config.model.num_classes must be >= 0 (0 = unconditional), got {self.num_classes}.')
-    if self.conditional and self.num_classes != (info.num_classes or 0):
-      raise ConfigError(
-          f'config.model.num_classes={self.num_classes} asks for a class-conditional {self.family}, but dataset '
-          f'{info.name!r} has {info.num_classes or "no"} classes. Set config.model.num_classes='
-          f'{info.num_classes or 0}.')
+      raise ConfigError(f'{self.family_name} on non-image data needs vectors; dataset {info.name!r} has {self.shape}.')
 
   def _check_divisible(self, factor, key):
     h, w = self.shape[:2]
@@ -129,14 +122,6 @@ class _Flow(Method):
 
   def _variables(self, params):
     return {'params': params['flow'], 'consts': params['consts']}
-
-  def _label(self, batch):
-    if not self.conditional:
-      return None
-    if 'label' not in batch:
-      raise ConfigError(f"config.model.num_classes={self.num_classes} makes {self.family} class-conditional, but "
-                        "the batch has no 'label'. Use a labelled dataset or set config.model.num_classes=0.")
-    return batch['label']
 
   def _preprocess(self, x):
     """(y, log|dy/dx|): the logit map or centring for images, the identity for vectors."""
@@ -194,7 +179,7 @@ class _Flow(Method):
                       ema_params=ema, extra={}, rng=k_state)
 
   def train_step(self, state, batch):
-    label = self._label(batch)
+    label = self._batch_label(batch)
     consts = state.params['consts']
     rng = step_rng(state)
 
@@ -215,7 +200,7 @@ class _Flow(Method):
 
   def nll(self, params, batch, rng):
     """-log p(x) per example in nats (images: see the module docstring for what x is)."""
-    label = self._label(batch)
+    label = self._batch_label(batch)
     if self.variational:
       return -self.dequantized_log_likelihood(params, batch['x'], label, rng, self.eval_dequant_samples)
     return -self.log_prob(params, batch['x'], label)
@@ -225,12 +210,7 @@ class _Flow(Method):
 
     A conditional model given no label generates the cycle jnp.arange(num) % num_classes.
     """
-    if not self.conditional and label is not None:
-      raise ValueError(f'label= was given, but this {self.family} is unconditional (config.model.num_classes=0).')
-    if self.conditional:
-      label = jnp.arange(num) % self.num_classes if label is None else jnp.asarray(label)
-      if label.shape != (num,):
-        raise ValueError(f'label must have shape ({num},), got {label.shape}.')
+    label = self.sample_labels(num, label)
     eps = temperature * jax.random.normal(rng, (num, self.dim))
     y, _ = self.model.apply(self._variables(params), eps, label, reverse=True)
     return self._postprocess(y)
@@ -244,7 +224,7 @@ def _trainable(params):
 @register('realnvp')
 class RealNVPMethod(_Flow):
   """RealNVP; see the module docstring."""
-  family = 'realnvp'
+  family_name = 'realnvp'
 
   def _build(self):
     m = self.config.model
@@ -263,7 +243,7 @@ class RealNVPMethod(_Flow):
 @register('glow')
 class GlowMethod(_Flow):
   """Glow; see the module docstring."""
-  family = 'glow'
+  family_name = 'glow'
 
   def _build(self):
     m = self.config.model

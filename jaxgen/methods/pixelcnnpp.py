@@ -47,21 +47,22 @@ from jaxgen.core.state import TrainState, step_rng
 from jaxgen.errors import ConfigError
 from jaxgen.methods import register
 from jaxgen.methods.base import Method
+from jaxgen.methods.conditioning import ClassConditional
 from jaxgen.models.pixelcnnpp import PixelCNNPP
 
 
 @register('pixelcnnpp')
-class PixelCNNPPMethod(Method):
+class PixelCNNPPMethod(ClassConditional, Method):
   """PixelCNN++ with a discretized logistic mixture likelihood; see the module docstring."""
 
   has_likelihood = True
+  family_name = 'PixelCNN++'
 
   def __init__(self, config, info):
     super().__init__(config, info)
     m = config.model
     self.shape = tuple(info.shape)
-    self.num_classes = int(m.get('num_classes', 0) or 0)
-    self.conditional = self.num_classes > 0
+    self._init_conditioning()
     self._validate()
     self.levels = int(info.levels)
     self.num_mix = int(m.nr_logistic_mix)
@@ -91,28 +92,8 @@ class PixelCNNPPMethod(Method):
         raise ConfigError(f'config.model.{key} must be a positive integer, got {m.get(key)}.')
     if not 0.0 <= float(m.get('dropout', 0.0)) < 1.0:
       raise ConfigError(f"config.model.dropout must be in [0, 1), got {m.get('dropout')}.")
-    if self.num_classes < 0:
-      raise ConfigError(f'config.model.num_classes must be >= 0 (0 = unconditional), got {self.num_classes}.')
-    if self.conditional and self.num_classes != (info.num_classes or 0):
-      raise ConfigError(
-          f'config.model.num_classes={self.num_classes} asks for a class-conditional PixelCNN++, but dataset '
-          f'{info.name!r} has {info.num_classes or "no"} classes. Set config.model.num_classes='
-          f'{info.num_classes or 0}.')
 
   # ---- network --------------------------------------------------------------------------------
-
-  def _onehot(self, label, num):
-    if not self.conditional:
-      if label is not None:
-        raise ValueError('a label was given, but this PixelCNN++ is unconditional (config.model.num_classes=0).')
-      return None
-    if label is None:
-      raise ValueError(f'this PixelCNN++ is class-conditional (config.model.num_classes={self.num_classes}) '
-                       'and needs a label for every example.')
-    label = jnp.asarray(label)
-    if label.shape != (num,):
-      raise ValueError(f'label must have shape ({num},), got {label.shape}.')
-    return jax.nn.one_hot(label, self.num_classes, dtype=jnp.float32)
 
   def logits(self, params, x, label=None, train=False, rng=None):
     """Mixture parameters for images x [B, H, W, C] in [0, 1]: [B, H, W, n_out].
@@ -133,14 +114,6 @@ class PixelCNNPPMethod(Method):
     """log p(x[|y]) per example, in nats: [B] (exact when train=False)."""
     lp = self.pixel_log_prob(params, x, label, train, rng)
     return lp.reshape(lp.shape[0], -1).sum(-1)
-
-  def _batch_label(self, batch):
-    if not self.conditional:
-      return None
-    if 'label' not in batch:
-      raise ConfigError(f'config.model.num_classes={self.num_classes} makes the PixelCNN++ class-conditional, '
-                        "but the batch has no 'label'. Use a labelled dataset or set config.model.num_classes=0.")
-    return batch['label']
 
   # ---- the Method contract --------------------------------------------------------------------
 
@@ -172,16 +145,6 @@ class PixelCNNPPMethod(Method):
   def nll(self, params, batch, rng):
     """Exact -log p(x) (or -log p(x|y)) per example in nats, dropout off; `rng` is unused."""
     return -self.log_prob(params, batch['x'], self._batch_label(batch))
-
-  def sample_labels(self, num, label=None):
-    """The classes `sample` generates: `label` (validated, int32 [num]), for a conditional model given
-    none the cycle jnp.arange(num) % num_classes, and None for an unconditional model."""
-    if self.conditional and label is None:
-      label = jnp.arange(num) % self.num_classes
-    if label is not None:
-      label = jnp.asarray(label, jnp.int32)
-    self._onehot(label, num)  # raises if the label does not fit the model
-    return label
 
   def sample(self, params, rng, num, label=None):
     """Ancestral samples [num, H, W, C] on the data grid k / (levels - 1).
