@@ -22,7 +22,7 @@ import time
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_step import time_steps  # noqa: E402
+from timing import time_steps  # noqa: E402
 
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed train steps per config.')
 _SAMPLES = flags.DEFINE_integer('samples', 16, 'Images per timed sampling call.')

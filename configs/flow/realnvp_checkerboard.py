@@ -5,7 +5,8 @@
 Reports the exact test NLL in nats (`nll_nats`); the data's entropy is
 log 8 = 2.079 nats, the best any model can reach.
 
-Expected result: not yet measured (the :smoke variant trains 6 steps in seconds).
+Expected result: test NLL 2.293 nats after 5,000 steps (~6 min on 2 CPU cores), 0.21 above
+log 8; see experiments/results/likelihood.md.
 """
 
 import os

@@ -3,9 +3,10 @@
     python -m jaxgen.main --config=configs/flow/realnvp_ring8.py --workdir=runs/realnvp_ring8
 
 Reports the exact test NLL in nats (`nll_nats`); the data's entropy is
-log 8 + log(2 pi e 0.02^2) = -3.93 nats, the best any model can reach.
+log 8 + log(2 pi e 0.02^2) = -2.907 nats, the best any model can reach.
 
-Expected result: not yet measured (the :smoke variant trains 6 steps in seconds).
+Expected result: test NLL -1.78 nats after 5,000 steps (~3 min on 2 CPU cores; still improving:
+-1.36 at 2,500), 1.12 nats above the entropy; see experiments/results/likelihood.md.
 """
 
 import ml_collections

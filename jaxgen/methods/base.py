@@ -26,6 +26,8 @@ and unboxes before training, so `train_step`, `sample` and `nll` see plain array
 from typing import Any, Dict, Optional
 
 import jax
+import jax.numpy as jnp
+import optax
 
 from jaxgen.core.state import TrainState
 
@@ -54,6 +56,20 @@ class Method:
 
   def nll(self, params: Any, batch: Dict[str, jax.Array], rng: jax.Array) -> jax.Array:
     raise NotImplementedError(f'{type(self).__name__} defines no likelihood.')
+
+  # ---- helpers for families with one optimizer `self.tx` over all of their parameters --------
+
+  def initial_state(self, params: Any, rng: jax.Array) -> TrainState:
+    """The step-0 TrainState: `params`, `self.tx`'s state for them, and a copy of them as the EMA
+    parameters when config.train.ema_decay > 0 (the train loop updates those after each step)."""
+    ema = jax.tree.map(jnp.copy, params) if self.config.train.ema_decay > 0 else None
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
+                      ema_params=ema, extra={}, rng=rng)
+
+  def apply_gradients(self, state: TrainState, grads: Any) -> TrainState:
+    """`state` after one `self.tx` update of all its parameters with `grads`, the step advanced."""
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
 
   def reconstruct(self, params: Any, batch: Dict[str, jax.Array], rng: jax.Array) -> Optional[jax.Array]:
     """Reconstructions of batch['x'] for families with an encoder; None otherwise."""

@@ -22,11 +22,9 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxgen import distributions
 from jaxgen.core.optim import make_optimizer
-from jaxgen.core.state import TrainState
 from jaxgen.errors import ConfigError
 from jaxgen.methods import register
 from jaxgen.methods.base import Method
@@ -97,15 +95,12 @@ class NADE(Method):
   def init(self, rng, batch):
     k_net, k_state = jax.random.split(rng)
     params = {'nade': self.net.init(k_net, batch['x'][:1].reshape(1, -1))['params']}
-    ema = jax.tree.map(jnp.copy, params) if self.config.train.ema_decay > 0 else None
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
-                      ema_params=ema, extra={}, rng=k_state)
+    return self.initial_state(params, k_state)
 
   def train_step(self, state, batch):
     loss, grads = jax.value_and_grad(lambda p: -jnp.mean(self.log_prob(p, batch['x'])))(state.params)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), {'loss': loss}
+    new_state = self.apply_gradients(state, grads)
+    return new_state, {'loss': loss}
 
   def nll(self, params, batch, rng):
     """Exact -log p(x) per example in nats."""

@@ -39,11 +39,10 @@ import math
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxgen import distributions
 from jaxgen.core.optim import make_optimizer
-from jaxgen.core.state import TrainState, step_rng
+from jaxgen.core.state import step_rng
 from jaxgen.errors import ConfigError
 from jaxgen.methods import register
 from jaxgen.methods.base import Method
@@ -122,9 +121,7 @@ class PixelCNNPPMethod(ClassConditional, Method):
     x = batch['x'][:1]
     onehot = jnp.zeros((1, self.num_classes), jnp.float32) if self.conditional else None
     params = {'pixelcnnpp': self.net.init(k_net, 2.0 * x - 1.0, onehot, False)['params']}
-    ema = jax.tree.map(jnp.copy, params) if self.config.train.ema_decay > 0 else None
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
-                      ema_params=ema, extra={}, rng=k_state)
+    return self.initial_state(params, k_state)
 
   def train_step(self, state, batch):
     """One optimiser step on the mean NLL with dropout (key: step_rng(state))."""
@@ -137,10 +134,9 @@ class PixelCNNPPMethod(ClassConditional, Method):
       return jnp.mean(nll), nll
 
     (loss, nll), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    new_state = self.apply_gradients(state, grads)
     metrics = {'loss': loss, 'nll_bpd': jnp.mean(nll) / (dims * math.log(2))}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return new_state, metrics
 
   def nll(self, params, batch, rng):
     """Exact -log p(x) (or -log p(x|y)) per example in nats, dropout off; `rng` is unused."""
