@@ -8,8 +8,8 @@ hidden connectivity), and `nll_nats` is the exact test NLL of the ensemble that
 averages p(x) over all 32 (the paper's mask sampling; full binarized MNIST, 12x
 more training data: MADE 86.6 nats with 32 masks, 88.4 with one).
 
-Expected result: not yet measured (the :smoke variant trains 6 steps in seconds; see
-tests/test_autoregressive_vectors.py).
+Expected result: test NLL 103.3 nats (32-mask ensemble) after 5,000 steps, ~2 min on 2 CPU
+cores (still under-fitted); see experiments/results/likelihood.md.
 """
 
 import ml_collections

@@ -8,7 +8,8 @@ priors. Reports test `nll_nats` / `nll_bpd` on the discrete 8-bit data (the dequ
 term D log 256 and the logit Jacobian are included).
 `--config.model.num_classes=10` makes the top prior class-conditional.
 
-Expected result: not yet measured (the :smoke variant trains 6 steps in seconds).
+Expected result: at this budget not yet measured; after 1,500 steps (15 min on 2 CPU cores)
+1.994 bits/dim; see experiments/results/likelihood.md.
 """
 
 import ml_collections
