@@ -13,7 +13,7 @@ experiments/results/likelihood.md.
 
 import ml_collections
 
-from jaxgen.core.config import base_config
+from jaxgen.core.config import base_config, smoke_budget
 
 
 def get_config(arg=None):
@@ -41,15 +41,5 @@ def get_config(arg=None):
 
   if arg == 'smoke':
     config.model.hidden = 16
-    config.data.max_eval_examples = 32
-    config.train.steps = 6
-    config.train.batch_size = 16
-    config.train.eval_batch_size = 16
-    config.train.log_every = 3
-    config.train.eval_every = 3
-    config.train.checkpoint_every = 3
-    config.optim.warmup_steps = 0
-    for name in ('nll', 'samples'):
-      config.evals[name].every = 3
-    config.evals.samples.num = 16
+    smoke_budget(config, steps=6, batch_size=16, eval_examples=32, samples=16)
   return config

@@ -24,7 +24,7 @@ Deviations from the reference:
 
 import ml_collections
 
-from jaxgen.core.config import base_config
+from jaxgen.core.config import base_config, smoke_budget
 
 STEPS = 500_000
 LR_DECAY_PER_STEP = 0.999995
@@ -67,11 +67,5 @@ def get_config(arg=None):
     config.model.nr_resnet = 1
     config.model.nr_filters = 8
     config.model.nr_logistic_mix = 2
-    config.data.max_eval_examples = 8
-    config.train.steps = 2
-    config.train.batch_size = 8
-    config.train.eval_batch_size = 8
-    config.train.log_every = config.train.eval_every = config.train.checkpoint_every = 2
-    config.evals.nll.every = config.evals.samples.every = 2
-    config.evals.samples.num = 2
+    smoke_budget(config, steps=2, batch_size=8, eval_examples=8, samples=2, eval_every=2)
   return config

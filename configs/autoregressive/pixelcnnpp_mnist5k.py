@@ -15,7 +15,7 @@ Expected result: not yet measured (the :smoke variant trains in seconds; see tes
 
 import ml_collections
 
-from jaxgen.core.config import base_config
+from jaxgen.core.config import base_config, smoke_budget
 
 
 def get_config(arg=None):
@@ -53,15 +53,5 @@ def get_config(arg=None):
     config.model.nr_resnet = 1
     config.model.nr_filters = 8
     config.model.nr_logistic_mix = 2
-    config.data.max_eval_examples = 16
-    config.train.steps = 4
-    config.train.batch_size = 8
-    config.train.eval_batch_size = 8
-    config.train.log_every = 2
-    config.train.eval_every = 4
-    config.train.checkpoint_every = 4
-    config.optim.warmup_steps = 0
-    config.evals.nll.every = 4
-    config.evals.samples.every = 4
-    config.evals.samples.num = 2  # 784 sequential network evaluations per sample on CPU
+    smoke_budget(config, steps=4, batch_size=8, eval_examples=16, samples=2, eval_every=4)
   return config

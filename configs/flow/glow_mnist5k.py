@@ -14,7 +14,7 @@ Expected result: at this budget not yet measured; after 1,500 steps (15 min on 2
 
 import ml_collections
 
-from jaxgen.core.config import base_config
+from jaxgen.core.config import base_config, smoke_budget
 
 
 def get_config(arg=None):
@@ -50,15 +50,5 @@ def get_config(arg=None):
   if arg == 'smoke':
     config.model.depth = 2
     config.model.width = 8
-    config.data.max_eval_examples = 32
-    config.train.steps = 6
-    config.train.batch_size = 16
-    config.train.eval_batch_size = 16
-    config.train.log_every = 3
-    config.train.eval_every = 3
-    config.train.checkpoint_every = 3
-    config.optim.warmup_steps = 0
-    for name in ('nll', 'samples'):
-      config.evals[name].every = 3
-    config.evals.samples.num = 16
+    smoke_budget(config, steps=6, batch_size=16, eval_examples=32, samples=16)
   return config

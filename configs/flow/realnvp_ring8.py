@@ -11,7 +11,7 @@ Expected result: test NLL -1.78 nats after 5,000 steps (~3 min on 2 CPU cores; s
 
 import ml_collections
 
-from jaxgen.core.config import base_config
+from jaxgen.core.config import base_config, smoke_budget
 
 
 def get_config(arg=None):
@@ -42,15 +42,5 @@ def get_config(arg=None):
   if arg == 'smoke':
     config.model.num_couplings = 4
     config.model.mlp_hidden = (16,)
-    config.data.max_eval_examples = 64
-    config.train.steps = 6
-    config.train.batch_size = 32
-    config.train.eval_batch_size = 32
-    config.train.log_every = 3
-    config.train.eval_every = 3
-    config.train.checkpoint_every = 3
-    config.optim.warmup_steps = 0
-    for name in ('nll', 'samples'):
-      config.evals[name].every = 3
-    config.evals.samples.num = 16
+    smoke_budget(config, steps=6, batch_size=32, eval_examples=64, samples=16)
   return config

@@ -69,6 +69,26 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def smoke_budget(config: ml_collections.ConfigDict, steps: int, batch_size: int, eval_examples: int,
+                 samples: int, eval_every: int = 0) -> ml_collections.ConfigDict:
+  """Shrink `config` in place to the seconds-long run a `:smoke` variant is: `steps` steps of
+  `batch_size` (no warm-up), logging every steps // 2, evaluating (every evaluator) and
+  checkpointing every `eval_every` (default steps // 2), on `eval_examples` test examples, with
+  `samples` samples. Returns `config`."""
+  every = eval_every or max(1, steps // 2)
+  config.data.max_eval_examples = eval_examples
+  config.train.steps = steps
+  config.train.batch_size = config.train.eval_batch_size = batch_size
+  config.train.log_every = max(1, steps // 2)
+  config.train.eval_every = config.train.checkpoint_every = every
+  config.optim.warmup_steps = 0
+  for evaluator in config.evals.values():
+    evaluator.every = every
+  if 'samples' in config.evals:
+    config.evals.samples.num = samples
+  return config
+
+
 def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Lock the config so that an unknown override key is an error, not a new key."""
   config.lock()

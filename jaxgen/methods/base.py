@@ -30,6 +30,20 @@ import jax.numpy as jnp
 import optax
 
 from jaxgen.core.state import TrainState
+from jaxgen.errors import ConfigError
+
+
+def require_discrete_images(info, family: str):
+  """ConfigError unless the dataset is images [H, W, C] of discrete values (not dequantized), as the
+  autoregressive image families (a distribution over `levels` values per sub-pixel) need."""
+  if info.kind != 'image' or len(info.shape) != 3:
+    raise ConfigError(f'{family} models images [H, W, C]; dataset {info.name!r} has kind={info.kind!r}, '
+                      f'shape {tuple(info.shape)}. Use an image dataset (or MADE/NADE for vectors).')
+  if info.levels is None or info.levels < 2 or info.dequantized:
+    raise ConfigError(
+        f'{family} needs discrete data (a distribution over `levels` values per sub-pixel), but dataset '
+        f'{info.name!r} has levels={info.levels}, dequantized={info.dequantized}. Set '
+        'config.data.dequantize=False.')
 
 
 class Method:

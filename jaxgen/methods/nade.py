@@ -51,8 +51,9 @@ def exclusive_cumsum(v_BDH, block=None):
   """sum_{j<i} v[:, j] for every i: [B, D, H], in O(B D H (K + D/K)) matmul work, K = block.
 
   Blocked: within each block of K positions a [K, K] strictly-lower-triangular
-  matmul, across blocks a cumsum of the block sums. On CPU this is far faster than
-  jnp.cumsum's associative scan over a long axis of a large [B, D, H] tensor.
+  matmul, across blocks a cumsum of the block sums. On the project's 2-core CPU the NADE
+  train step (B=100, D=784, H=500) ran at 1.47 s with it against 1.76 s with a shifted
+  jnp.cumsum (measured 2026-11-29, two runs of one timing script).
   """
   batch, dim, hidden = v_BDH.shape
   block = block or max(1, math.isqrt(dim - 1) + 1)

@@ -59,7 +59,7 @@ from jaxgen import distributions
 from jaxgen.core.optim import make_optimizer
 from jaxgen.errors import ConfigError
 from jaxgen.methods import register
-from jaxgen.methods.base import Method
+from jaxgen.methods.base import Method, require_discrete_images
 from jaxgen.methods.conditioning import ClassConditional
 from jaxgen.models.pixelcnn import ARCHS
 
@@ -91,14 +91,7 @@ class PixelCNNMethod(ClassConditional, Method):
     m, info = self.config.model, self.info
     if m.arch not in ARCHS:
       raise ConfigError(f"config.model.arch={m.arch!r} is not one of {', '.join(repr(a) for a in ARCHS)}.")
-    if info.kind != 'image' or len(self.shape) != 3:
-      raise ConfigError(f'PixelCNN models images [H, W, C]; dataset {info.name!r} has kind={info.kind!r}, '
-                        f'shape {self.shape}. Use an image dataset (or MADE/NADE for vectors).')
-    if info.levels is None or info.dequantized:
-      raise ConfigError(
-          f'PixelCNN needs discrete data (a softmax over `levels` values per sub-pixel), but dataset '
-          f'{info.name!r} has levels={info.levels}, dequantized={info.dequantized}. Set '
-          'config.data.dequantize=False.')
+    require_discrete_images(info, 'PixelCNN')
     c = self.shape[-1]
     for key in ('channels', 'output_channels'):
       width = int(m.get(key, m.channels))

@@ -45,7 +45,7 @@ from jaxgen.core.optim import make_optimizer
 from jaxgen.core.state import step_rng
 from jaxgen.errors import ConfigError
 from jaxgen.methods import register
-from jaxgen.methods.base import Method
+from jaxgen.methods.base import Method, require_discrete_images
 from jaxgen.methods.conditioning import ClassConditional
 from jaxgen.models.pixelcnnpp import PixelCNNPP
 
@@ -72,16 +72,7 @@ class PixelCNNPPMethod(ClassConditional, Method):
 
   def _validate(self):
     m, info = self.config.model, self.info
-    if info.kind != 'image' or len(self.shape) != 3:
-      raise ConfigError(f'PixelCNN++ models images [H, W, C]; dataset {info.name!r} has kind={info.kind!r}, '
-                        f'shape {self.shape}. Use an image dataset.')
-    if info.levels is None or info.dequantized:
-      raise ConfigError(
-          f'PixelCNN++ needs discrete data (a discretized logistic mixture over `levels` values per sub-pixel), '
-          f'but dataset {info.name!r} has levels={info.levels}, dequantized={info.dequantized}. Set '
-          'config.data.dequantize=False.')
-    if info.levels < 2:
-      raise ConfigError(f'PixelCNN++ needs levels >= 2, dataset {info.name!r} has levels={info.levels}.')
+    require_discrete_images(info, 'PixelCNN++')
     height, width, _ = self.shape
     if height % 4 or width % 4:
       raise ConfigError(f'PixelCNN++ down-samples twice by 2, so H and W must be divisible by 4; dataset '
