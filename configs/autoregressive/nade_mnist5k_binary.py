@@ -13,7 +13,7 @@ experiments/results/likelihood.md.
 
 import ml_collections
 
-from jaxgen.core.config import base_config, smoke_budget
+from jaxgen.core.config import cpu_comparison_budget, base_config, smoke_budget
 
 
 def get_config(arg=None):
@@ -39,6 +39,8 @@ def get_config(arg=None):
   config.evals.nll = ml_collections.ConfigDict({'every': 2500})
   config.evals.samples = ml_collections.ConfigDict({'every': 2500, 'num': 64})
 
+  if arg == 'cpu':  # the equal-budget family comparison (experiments/results/likelihood.md)
+    cpu_comparison_budget(config)
   if arg == 'smoke':
     config.model.hidden = 16
     smoke_budget(config, steps=6, batch_size=16, eval_examples=32, samples=16)

@@ -12,7 +12,7 @@ Expected result: not yet measured (the :smoke variant trains in seconds; see tes
 
 import ml_collections
 
-from jaxgen.core.config import base_config, smoke_budget
+from jaxgen.core.config import cpu_comparison_budget, base_config, smoke_budget
 
 
 def get_config(arg=None):
@@ -44,6 +44,10 @@ def get_config(arg=None):
   config.evals.nll = ml_collections.ConfigDict({'every': 1000})
   config.evals.samples = ml_collections.ConfigDict({'every': 1000, 'num': 16})
 
+  if arg == 'cpu':  # the equal-budget family comparison (experiments/results/likelihood.md)
+    config.model.channels = 32
+    config.model.output_channels = 32
+    cpu_comparison_budget(config)
   if arg == 'smoke':
     config.model.channels = 8
     config.model.num_layers = 1

@@ -15,7 +15,7 @@ Expected result: not yet measured (the :smoke variant trains in seconds; see tes
 
 import ml_collections
 
-from jaxgen.core.config import base_config, smoke_budget
+from jaxgen.core.config import cpu_comparison_budget, base_config, smoke_budget
 
 
 def get_config(arg=None):
@@ -49,6 +49,9 @@ def get_config(arg=None):
   config.evals.nll = ml_collections.ConfigDict({'every': 1000})
   config.evals.samples = ml_collections.ConfigDict({'every': 1000, 'num': 16})
 
+  if arg == 'cpu':  # the equal-budget family comparison (experiments/results/likelihood.md)
+    config.model.nr_filters = 16
+    cpu_comparison_budget(config)
   if arg == 'smoke':
     config.model.nr_resnet = 1
     config.model.nr_filters = 8

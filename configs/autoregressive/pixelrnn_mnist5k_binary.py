@@ -30,17 +30,7 @@ from jaxgen.core.config import load_config_file
 
 
 def get_config(arg=None):
-  """configs/autoregressive/pixelcnn_mnist5k_binary.py (data, budget, evals, smoke variant) with a Row LSTM."""
-  config = load_config_file(
-      os.path.join(os.path.dirname(__file__), 'pixelcnn_mnist5k_binary.py') + (f':{arg}' if arg else ''))
-  config.model.arch = 'rowlstm'
-  config.model.channels = 32        # the residual stream (2h); LSTM state h = 16 per gate
-  config.model.num_layers = 3       # paper (MNIST, Diagonal BiLSTM): 7
-  config.model.first_kernel = 7
-  config.model.kernel = 3
-  config.model.output_channels = 32
-  if arg == 'smoke':
-    config.model.channels = 8       # h = 4
-    config.model.num_layers = 1
-    config.model.output_channels = 8
+  """configs/autoregressive/pixelrnn_mnist5k.py (network, budget, evals, smoke/cpu variants) on binarized data."""
+  config = load_config_file(os.path.join(os.path.dirname(__file__), 'pixelrnn_mnist5k.py') + (f':{arg}' if arg else ''))
+  config.data.binarize = 'dynamic'
   return config

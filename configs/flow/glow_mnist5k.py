@@ -14,7 +14,7 @@ Expected result: at this budget not yet measured; after 1,500 steps (15 min on 2
 
 import ml_collections
 
-from jaxgen.core.config import base_config, smoke_budget
+from jaxgen.core.config import cpu_comparison_budget, base_config, smoke_budget
 
 
 def get_config(arg=None):
@@ -47,6 +47,8 @@ def get_config(arg=None):
   config.evals.nll = ml_collections.ConfigDict({'every': 3000})
   config.evals.samples = ml_collections.ConfigDict({'every': 1500, 'num': 64})
 
+  if arg == 'cpu':  # the equal-budget family comparison (experiments/results/likelihood.md)
+    cpu_comparison_budget(config)
   if arg == 'smoke':
     config.model.depth = 2
     config.model.width = 8

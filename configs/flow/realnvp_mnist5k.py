@@ -12,7 +12,7 @@ Expected result: not yet measured (the :smoke variant trains 6 steps in seconds)
 
 import ml_collections
 
-from jaxgen.core.config import base_config, smoke_budget
+from jaxgen.core.config import cpu_comparison_budget, base_config, smoke_budget
 
 
 def get_config(arg=None):
@@ -43,6 +43,8 @@ def get_config(arg=None):
   config.evals.nll = ml_collections.ConfigDict({'every': 3000})
   config.evals.samples = ml_collections.ConfigDict({'every': 1500, 'num': 64})
 
+  if arg == 'cpu':  # the equal-budget family comparison (experiments/results/likelihood.md)
+    cpu_comparison_budget(config)
   if arg == 'smoke':
     config.model.width = 4
     config.model.num_blocks = 1

@@ -89,6 +89,30 @@ def smoke_budget(config: ml_collections.ConfigDict, steps: int, batch_size: int,
   return config
 
 
+CPU_COMPARISON_STEPS = 1000
+CPU_COMPARISON_BATCH = 32
+
+
+def cpu_comparison_budget(config: ml_collections.ConfigDict, samples: int = 16) -> ml_collections.ConfigDict:
+  """Set `config` in place to the equal budget of the `:cpu` variants, the likelihood
+  comparison of experiments/results/likelihood.md: CPU_COMPARISON_STEPS steps of
+  CPU_COMPARISON_BATCH (about 7 epochs of mnist5k), 50 warm-up steps, then one evaluation
+  (every evaluator, the whole test split) and checkpoint at the end, with `samples` samples.
+  Every family gets the same examples seen, so the families can be ranked at that budget.
+  Model sizes stay the config's business (shrunk where a step would take seconds)."""
+  steps = CPU_COMPARISON_STEPS
+  config.train.steps = steps
+  config.train.batch_size = CPU_COMPARISON_BATCH
+  config.train.log_every = 50
+  config.train.eval_every = config.train.checkpoint_every = steps
+  config.optim.warmup_steps = 50
+  for evaluator in config.evals.values():
+    evaluator.every = steps
+  if 'samples' in config.evals:
+    config.evals.samples.num = samples
+  return config
+
+
 def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Lock the config so that an unknown override key is an error, not a new key."""
   config.lock()

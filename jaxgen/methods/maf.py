@@ -22,6 +22,9 @@ D log L for the discrete data. Vectors are modelled as they are.
 Config keys:
   model.num_layers     K
   model.hidden         widths of each MADE's hidden layers
+  model.out_init_scale initial std of each MADE's output weights relative to LeCun's (default 1).
+                       In high dimension (images) keep it small: K layers that each scale by up
+                       to exp(scale_clip) at init multiply, and the first steps blow up.
   method.scale_clip    s of the soft log-scale clip (default 3)
   method.logit         images: model logit(a + (1 - 2a) x) (True, default) or x itself (False)
   method.logit_alpha   a of the logit preprocessing (default 0.05)
@@ -64,7 +67,8 @@ class MAF(Method):
     if self.num_layers < 1:
       raise ConfigError(f'config.model.num_layers must be >= 1, got {self.num_layers}.')
     # One MADE per layer, each with its own hidden connectivity (seed k); all in the natural order.
-    self.nets = [masked.MADE(dim=self.dim, hidden=tuple(config.model.hidden), n_params=2, seed=k)
+    self.nets = [masked.MADE(dim=self.dim, hidden=tuple(config.model.hidden), n_params=2, seed=k,
+                             out_init_scale=float(config.model.get('out_init_scale', 1.0)))
                  for k in range(self.num_layers)]
     self.tx = make_optimizer(config.optim, config.train.steps)
 

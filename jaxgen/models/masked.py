@@ -82,10 +82,12 @@ class MaskedDense(nn.Module):
   """Dense layer y = x @ (kernel * mask) + bias; the mask [fan_in, features] is given at call time."""
   features: int
   use_bias: bool = True
+  init_scale: float = 1.0   # the kernel's initial std is init_scale x LeCun's
 
   @nn.compact
   def __call__(self, x, mask):
-    kernel = self.param('kernel', nn.with_logical_partitioning(nn.initializers.lecun_normal(), ('embed', 'mlp')),
+    init = nn.initializers.variance_scaling(self.init_scale ** 2, 'fan_in', 'truncated_normal')
+    kernel = self.param('kernel', nn.with_logical_partitioning(init, ('embed', 'mlp')),
                         (x.shape[-1], self.features))
     y = x @ (kernel * mask.astype(kernel.dtype))
     if self.use_bias:
@@ -110,6 +112,7 @@ class MADE(nn.Module):
   seed: int = 0
   direct: bool = False
   activation: Callable = nn.relu
+  out_init_scale: float = 1.0   # < 1 starts the outputs near 0 (a flow layer near the identity)
 
   def masks(self):
     return made_masks(self.dim, tuple(self.hidden), self.num_masks, self.ordering, self.seed)
@@ -123,7 +126,8 @@ class MADE(nn.Module):
     h = x_BD
     for width, mask in zip(self.hidden, hidden_masks):
       h = self.activation(MaskedDense(width)(h, pick(mask)))
-    out = MaskedDense(self.dim * self.n_params)(h, repeat(out_mask))
+    out = MaskedDense(self.dim * self.n_params, init_scale=self.out_init_scale)(h, repeat(out_mask))
     if self.direct:
-      out = out + MaskedDense(self.dim * self.n_params, use_bias=False, name='direct')(x_BD, repeat(direct_mask))
+      out = out + MaskedDense(self.dim * self.n_params, use_bias=False, init_scale=self.out_init_scale,
+                              name='direct')(x_BD, repeat(direct_mask))
     return out.reshape(x_BD.shape[0], self.dim, self.n_params)
