@@ -13,6 +13,7 @@ exact test NLL of the final parameters and the wall-clock training time.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ _JOBS = flags.DEFINE_integer('jobs', 1, 'Trainings run at once (0: only print th
 _ROOT = flags.DEFINE_string('runs', 'runs/cpu', 'Directory of the comparison runs.')
 _ONLY = flags.DEFINE_list('only', [], 'Names (from RUNS) to train (default: all).')
 
+MNIST_DIMS = 28 * 28
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name -> (config file, table): ordered cheapest-last within the tables.
 RUNS = {
@@ -42,19 +44,24 @@ RUNS = {
 
 
 def read_metrics(workdir):
-  """(param_count, last train loss, final eval record, train seconds) of a finished run, else None."""
+  """(param_count, last logged train loss in nats of the discrete data, final eval record, train
+  seconds) of a finished run, else None. The final eval record is the last one in metrics.jsonl."""
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     return None
   records = [json.loads(line) for line in open(path) if line.strip()]
   evals = [r for r in records if r.get('split') == 'eval' and 'nll_nats' in r]
-  train = [r for r in records if r.get('split') == 'train' and 'loss' in r]
-  params = next((r['param_count'] for r in records if 'param_count' in r), None)
-  timing = os.path.join(workdir, 'comparison_seconds.txt')
-  seconds = float(open(timing).read()) if os.path.exists(timing) else float('nan')
   if not evals:
     return None
-  return params, (train[-1]['loss'] if train else float('nan')), evals[-1], seconds
+  train = [r for r in records if r.get('split') == 'train' and 'loss' in r]
+  params = next(r['param_count'] for r in records if 'param_count' in r)
+  with open(os.path.join(workdir, 'config.json')) as f:
+    dequantized = json.load(f)['data']['dequantize']
+  # Flows train on -log p of the dequantized x in [0, 1]^D; on the discrete data that is + D log 256.
+  offset = MNIST_DIMS * math.log(256) if dequantized else 0.0
+  timing = os.path.join(workdir, 'comparison_seconds.txt')
+  seconds = float(open(timing).read()) if os.path.exists(timing) else float('nan')
+  return int(params), (train[-1]['loss'] + offset if train else float('nan')), evals[-1], seconds
 
 
 def train(name):
@@ -90,7 +97,7 @@ def run_missing(names, jobs):
 def print_tables():
   for table, title, unit in (('binary', 'Binarized mnist5k', 'nll_nats'), ('8bit', '8-bit mnist5k', 'nll_bpd')):
     print(f'\n{title} (`:cpu` variants)\n')
-    print('| run | config | params | final train loss (nats) | test NLL (nats) | test bits/dim | train+eval s |')
+    print('| run | config | params | last train loss (nats) | test NLL (nats) | test bits/dim | train+eval s |')
     print('|---|---|---|---|---|---|---|')
     rows = []
     for name, (config, kind) in RUNS.items():

@@ -20,7 +20,7 @@ from jaxgen.logging import read_metrics
 from jaxgen.methods.flows import RealNVPMethod
 from jaxgen.models import flows
 
-from test_flows import fast_jit, make_config, make_info, perturb
+from test_flows import make_config, make_info, perturb
 from test_train import config_file
 
 LEVELS = 8
@@ -38,7 +38,7 @@ def all_images():
 
 
 def trained_like_params(method, x):
-  state = nn.unbox(fast_jit(method.init)(jax.random.PRNGKey(0), {'x': x}))
+  state = nn.unbox(jax.jit(method.init)(jax.random.PRNGKey(0), {'x': x}))
   return {k: (v if k == 'consts' else perturb(v, i, 0.5)) for i, (k, v) in enumerate(state.params.items())}
 
 
@@ -65,7 +65,7 @@ def test_importance_weighted_bound_tightens_towards_the_exact_discrete_likelihoo
   params = trained_like_params(method, x)
   n = x.shape[0]
 
-  @fast_jit
+  @jax.jit
   def exact_log_prob(params):
     """log P(k) = log int_0^1 p((k + u) / L) du / L by the trapezoid rule on 20001 points."""
     u = jnp.linspace(1e-7, 1.0 - 1e-7, 20001)
@@ -73,7 +73,7 @@ def test_importance_weighted_bound_tightens_towards_the_exact_discrete_likelihoo
     p = jnp.exp(method.log_prob(params, y.reshape(-1, 1, 1, 1))).reshape(n, -1)
     return jnp.log(jnp.trapezoid(p, jnp.broadcast_to(u, p.shape), axis=1) / LEVELS)
 
-  @functools.partial(fast_jit, static_argnums=(2, 3))
+  @functools.partial(jax.jit, static_argnums=(2, 3))
   def bound(params, key, k, repeats):
     """`repeats` independent K-sample bounds per image, averaged: an estimate of E[bound_K]."""
     x_rep = jnp.tile(x, (repeats, 1, 1, 1))

@@ -44,12 +44,6 @@ def make_config(method, model, steps=100, lr=1e-3, **method_keys):
   return c
 
 
-def fast_jit(fn, **kwargs):
-  """jax.jit with XLA's backend optimisations off: these tests compile far more than they run."""
-  return jax.jit(fn, compiler_options={'xla_backend_optimization_level': 0,
-                                       'xla_llvm_disable_expensive_passes': True}, **kwargs)
-
-
 def perturb(tree, seed, scale=PERTURB):
   rs = np.random.RandomState(seed)
   return jax.tree.map(lambda p: p + scale * rs.normal(size=p.shape).astype(np.float32), tree)
@@ -84,11 +78,11 @@ def test_layer_inverse_and_logdet_match_jacobian(name):
   layer = make()
   key = jax.random.PRNGKey(1)
   x = jax.random.uniform(key, shape) if name == 'logit' else 1.5 * jax.random.normal(key, shape) + 0.3
-  variables = nn.unbox(fast_jit(lambda x: layer.init(jax.random.PRNGKey(0), x))(x))
+  variables = nn.unbox(jax.jit(lambda x: layer.init(jax.random.PRNGKey(0), x))(x))
   if 'params' in variables:
     variables = dict(variables, params=perturb(variables['params'], 0, 0.2))
 
-  @fast_jit
+  @jax.jit
   def run(variables, x):
     y, logdet = layer.apply(variables, x)
     x_back, logdet_inv = layer.apply(variables, y, reverse=True)
@@ -108,7 +102,7 @@ def test_layer_inverse_and_logdet_match_jacobian(name):
 
 def test_invconv_lu_structure_and_constants():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 3, 5))
-  variables = nn.unbox(fast_jit(flows.Invertible1x1Conv().init)(jax.random.PRNGKey(1), x))
+  variables = nn.unbox(jax.jit(flows.Invertible1x1Conv().init)(jax.random.PRNGKey(1), x))
   p, c = variables['params'], variables['consts']
   assert p['lower'].shape == p['upper'].shape == (10,) and p['log_s'].shape == (5,)
   perm = np.asarray(c['perm'])
@@ -159,10 +153,10 @@ def test_realnvp_image_density_equals_brute_force_change_of_variables():
   config = make_config('realnvp', dict(num_scales=2, width=4, num_blocks=1, scale='tanh'), logit_alpha=0.05)
   method = RealNVPMethod(config, make_info((4, 4, 1)))
   x = _dequantized_images((3, 4, 4, 1), 0)
-  state = nn.unbox(fast_jit(method.init)(jax.random.PRNGKey(0), {'x': x}))
+  state = nn.unbox(jax.jit(method.init)(jax.random.PRNGKey(0), {'x': x}))
   params = dict(state.params, flow=perturb(state.params['flow'], 1))
 
-  @fast_jit
+  @jax.jit
   def run(params, x):
     nll = method.nll(params, {'x': x}, jax.random.PRNGKey(0))
     eps, _ = method.model.apply(method._variables(params), method._preprocess(x)[0])
@@ -181,7 +175,7 @@ def tiny_conditional_glow():
   method = GlowMethod(config, make_info((4, 4, 2), num_classes=3))
   x = _dequantized_images((4, 4, 4, 2), 2)
   label = jnp.array([0, 1, 2, 1], jnp.int32)
-  state = nn.unbox(fast_jit(method.init)(jax.random.PRNGKey(0), {'x': x, 'label': label}))
+  state = nn.unbox(jax.jit(method.init)(jax.random.PRNGKey(0), {'x': x, 'label': label}))
   params = dict(state.params, flow=perturb(state.params['flow'], 3, 0.02))
   return method, params, x, label, state
 
@@ -190,7 +184,7 @@ def test_glow_density_equals_brute_force_change_of_variables(tiny_conditional_gl
   method, params, x, label, _ = tiny_conditional_glow
   assert method.conditional and set(params['flow']) >= {'l0_split_prior', 'top_prior', 'l1_k0_invconv'}
 
-  @fast_jit
+  @jax.jit
   def run(params, x, label):
     nll = method.nll(params, {'x': x, 'label': label}, jax.random.PRNGKey(0))
     other = method.nll(params, {'x': x, 'label': (label + 1) % 3}, jax.random.PRNGKey(0))
@@ -203,7 +197,7 @@ def test_glow_density_equals_brute_force_change_of_variables(tiny_conditional_gl
 
 def test_conditional_glow_label_changes_samples(tiny_conditional_glow):
   method, params, _, _, _ = tiny_conditional_glow
-  sample = fast_jit(method.sample, static_argnums=2)
+  sample = jax.jit(method.sample, static_argnums=2)
   rng = jax.random.PRNGKey(5)
   a = np.asarray(sample(params, rng, 4, label=jnp.zeros(4, jnp.int32)))
   b = np.asarray(sample(params, rng, 4, label=jnp.ones(4, jnp.int32)))
@@ -224,7 +218,7 @@ def test_glow_init_is_data_dependent_and_consts_are_not_trained(tiny_conditional
   out = out * jnp.exp(an['logs']).reshape(1, 1, 1, -1)
   np.testing.assert_allclose(np.mean(out, (0, 1, 2)), 0.0, atol=1e-4)
   np.testing.assert_allclose(np.std(out, (0, 1, 2)), 1.0, atol=1e-4)
-  new_state, metrics = fast_jit(method.train_step)(state, {'x': x, 'label': label})
+  new_state, metrics = jax.jit(method.train_step)(state, {'x': x, 'label': label})
   assert np.isfinite(float(metrics['loss']))
   equal = lambda a, b: all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
   assert equal(new_state.params['consts'], state.params['consts'])
@@ -259,7 +253,7 @@ def test_realnvp_reaches_the_entropy_of_a_correlated_gaussian():
   config.optim.schedule = 'cosine'
   config.optim.final_lr_ratio = 0.01
   method = RealNVPMethod(config, make_info((2,), kind='vector', dequantized=False))
-  state = nn.unbox(fast_jit(method.init)(jax.random.PRNGKey(0), {'x': train_x[:batch]}))
+  state = nn.unbox(jax.jit(method.init)(jax.random.PRNGKey(0), {'x': train_x[:batch]}))
   step = jax.jit(method.train_step)  # optimised: it runs 1,500 times
   order = rs.randint(0, len(train_x), size=(steps, batch))
   for i in range(steps):

@@ -34,6 +34,7 @@ def test_cpu_variant_has_the_shared_budget_and_the_default_data(name):
   validate(cpu)
   assert (cpu.train.steps, cpu.train.batch_size) == (CPU_COMPARISON_STEPS, CPU_COMPARISON_BATCH)
   assert cpu.train.eval_every == cpu.train.checkpoint_every == CPU_COMPARISON_STEPS
+  assert cpu.train.ema_decay == 0.0  # the evaluated parameters are the trained ones
   assert {key: ev.every for key, ev in cpu.evals.items()} == {key: CPU_COMPARISON_STEPS for key in default.evals}
   assert cpu.data.to_dict() == default.data.to_dict()
   assert (cpu.method.name, cpu.model.get('arch')) == (default.method.name, default.model.get('arch'))

@@ -69,24 +69,32 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def set_budget(config: ml_collections.ConfigDict, steps: int, batch_size: int, log_every: int, every: int,
+               warmup_steps: int, samples: int) -> ml_collections.ConfigDict:
+  """Set in place: `steps` steps of `batch_size`, logging every `log_every`, evaluating (every
+  evaluator) and checkpointing every `every`, `warmup_steps` of warm-up, `samples` samples."""
+  config.train.steps = steps
+  config.train.batch_size = batch_size
+  config.train.log_every = log_every
+  config.train.eval_every = config.train.checkpoint_every = every
+  config.optim.warmup_steps = warmup_steps
+  for evaluator in config.evals.values():
+    evaluator.every = every
+  if 'samples' in config.evals:
+    config.evals.samples.num = samples
+  return config
+
+
 def smoke_budget(config: ml_collections.ConfigDict, steps: int, batch_size: int, eval_examples: int,
                  samples: int, eval_every: int = 0) -> ml_collections.ConfigDict:
   """Shrink `config` in place to the seconds-long run a `:smoke` variant is: `steps` steps of
   `batch_size` (no warm-up), logging every steps // 2, evaluating (every evaluator) and
   checkpointing every `eval_every` (default steps // 2), on `eval_examples` test examples, with
   `samples` samples. Returns `config`."""
-  every = eval_every or max(1, steps // 2)
   config.data.max_eval_examples = eval_examples
-  config.train.steps = steps
-  config.train.batch_size = config.train.eval_batch_size = batch_size
-  config.train.log_every = max(1, steps // 2)
-  config.train.eval_every = config.train.checkpoint_every = every
-  config.optim.warmup_steps = 0
-  for evaluator in config.evals.values():
-    evaluator.every = every
-  if 'samples' in config.evals:
-    config.evals.samples.num = samples
-  return config
+  config.train.eval_batch_size = batch_size
+  return set_budget(config, steps, batch_size, log_every=max(1, steps // 2),
+                    every=eval_every or max(1, steps // 2), warmup_steps=0, samples=samples)
 
 
 CPU_COMPARISON_STEPS = 1000
@@ -99,18 +107,12 @@ def cpu_comparison_budget(config: ml_collections.ConfigDict, samples: int = 16) 
   CPU_COMPARISON_BATCH (about 7 epochs of mnist5k), 50 warm-up steps, then one evaluation
   (every evaluator, the whole test split) and checkpoint at the end, with `samples` samples.
   Every family gets the same examples seen, so the families can be ranked at that budget.
-  Model sizes stay the config's business (shrunk where a step would take seconds)."""
-  steps = CPU_COMPARISON_STEPS
-  config.train.steps = steps
-  config.train.batch_size = CPU_COMPARISON_BATCH
-  config.train.log_every = 50
-  config.train.eval_every = config.train.checkpoint_every = steps
-  config.optim.warmup_steps = 50
-  for evaluator in config.evals.values():
-    evaluator.every = steps
-  if 'samples' in config.evals:
-    config.evals.samples.num = samples
-  return config
+  Model sizes stay the config's business (shrunk where a step would take seconds). No parameter
+  averaging (ema_decay 0): after 1000 steps an EMA of decay 0.999 still gives the initial
+  parameters weight 0.999^1000 = 0.37, and the evaluated model would be far worse than the trained one."""
+  config.train.ema_decay = 0.0
+  return set_budget(config, CPU_COMPARISON_STEPS, CPU_COMPARISON_BATCH, log_every=50,
+                    every=CPU_COMPARISON_STEPS, warmup_steps=50, samples=samples)
 
 
 def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -22,6 +22,7 @@ EVALUATORS = Registry('config.evals entry', {
     'mode_coverage': 'jaxgen.evals.mode_coverage',
     'ood_auroc': 'jaxgen.evals.anomaly',
     'cas': 'jaxgen.evals.cas',
+    'restoration': 'jaxgen.evals.restoration',
 })
 register = EVALUATORS.register
 get = EVALUATORS.get

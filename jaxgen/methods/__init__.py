@@ -12,6 +12,7 @@ METHODS = Registry('config.method.name', {
     'glow': 'jaxgen.methods.flows',
     'pixelcnn': 'jaxgen.methods.pixelcnn',
     'pixelcnnpp': 'jaxgen.methods.pixelcnnpp',
+    'ddpm': 'jaxgen.methods.diffusion',
 })
 register = METHODS.register
 get = METHODS.get
