@@ -18,7 +18,8 @@ from tests.test_train import config_file
 # 30-70 s of compiling each on 2 cores: in `make test-all`. The same methods' mnist5k smoke configs run in the
 # default suite, and tests/test_data.py covers the mock-data path of the pipeline.
 @pytest.mark.slow
-@pytest.mark.parametrize('name', ['flow/glow_cifar10.py', 'autoregressive/pixelcnnpp_cifar10.py'])
+@pytest.mark.parametrize('name', ['flow/glow_cifar10.py', 'autoregressive/pixelcnnpp_cifar10.py',
+                                  'diffusion/ddpm_cifar10.py'])
 def test_cifar10_smoke_config_trains_evaluates_and_samples_on_mock_data(name, tmp_path):
   config = config_file(name)
   assert config.data.name == 'cifar10' and config.train.steps <= 6
