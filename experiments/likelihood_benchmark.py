@@ -17,12 +17,11 @@ import copy
 import importlib.util
 import os
 import sys
-import time
 
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import time_steps  # noqa: E402
+from timing import time_sampling, time_steps  # noqa: E402
 
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed train steps per config.')
 _SAMPLES = flags.DEFINE_integer('samples', 16, 'Images per timed sampling call.')
@@ -48,27 +47,6 @@ def load(path):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(None)
-
-
-def time_sampling(config, num):
-  """Images/s of jit(method.sample) for `num` images (compile excluded), and the compile seconds."""
-  import jax
-  import tempfile
-  from jaxgen import train
-  with tempfile.TemporaryDirectory() as workdir:
-    run = train.setup(config, workdir, devices=jax.devices()[:1], restore=False, eval_names=[])
-    params = run.state.eval_params()
-    run.checkpointer.close()
-    run.writer.close()
-  method = run.method
-  sample = jax.jit(method.sample, static_argnums=2)
-  t0 = time.perf_counter()
-  compiled = sample.lower(params, jax.random.PRNGKey(0), num).compile()
-  compile_s = time.perf_counter() - t0
-  jax.block_until_ready(compiled(params, jax.random.PRNGKey(1)))
-  t0 = time.perf_counter()
-  jax.block_until_ready(compiled(params, jax.random.PRNGKey(2)))
-  return num / (time.perf_counter() - t0), compile_s
 
 
 def main(argv):

@@ -29,3 +29,26 @@ def time_steps(config, devices, steps: int) -> dict:
     run.writer.close()
   return {'devices': len(devices), 'compile_s': compile_s, 'steps_per_sec': steps / seconds,
           'examples_per_sec': steps * config.train.batch_size / seconds}
+
+
+def time_sampling(config, num, **sample_kwargs):
+  """Images/s of jit(method.sample) for `num` images (compile excluded), and the compile seconds,
+  from freshly initialised parameters (the cost of sampling does not depend on training)."""
+  import functools
+  import jax
+  import tempfile
+  from jaxgen import train
+  with tempfile.TemporaryDirectory() as workdir:
+    run = train.setup(config, workdir, devices=jax.devices()[:1], restore=False, eval_names=[])
+    params = run.state.eval_params()
+    run.checkpointer.close()
+    run.writer.close()
+  method = run.method
+  sample = jax.jit(functools.partial(method.sample, **sample_kwargs), static_argnums=2)
+  t0 = time.perf_counter()
+  compiled = sample.lower(params, jax.random.PRNGKey(0), num).compile()
+  compile_s = time.perf_counter() - t0
+  jax.block_until_ready(compiled(params, jax.random.PRNGKey(1)))
+  t0 = time.perf_counter()
+  jax.block_until_ready(compiled(params, jax.random.PRNGKey(2)))
+  return num / (time.perf_counter() - t0), compile_s
