@@ -168,7 +168,10 @@ def test_every_loss_trains_a_tiny_model(loss):
   assert np.isfinite(losses).all() and np.mean(losses[-5:]) < np.mean(losses[:5]), losses
 
 
-SMOKE = ['ddpm_mnist5k.py', 'ddpm_mnist5k_guided.py', 'ddpm_mnist5k_superres.py']
+# ~50 s each of compiling on 2 cores: the guided and super-resolution variants (the same method with
+# labels or a low-resolution input, whose code paths the tests above cover) run in `make test-all`.
+SMOKE = ['ddpm_mnist5k.py', pytest.param('ddpm_mnist5k_guided.py', marks=pytest.mark.slow),
+         pytest.param('ddpm_mnist5k_superres.py', marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize('name', SMOKE)
