@@ -7,7 +7,8 @@ with `data.binarize = 'dynamic'`: training sees a fresh binarization each step, 
 test split is binarized once with a fixed seed, and `nll_nats` is the exact test NLL
 (full binarized MNIST, 12x more training data: PixelCNN 81.3 nats in the PixelRNN paper).
 
-Expected result: not yet measured (the :smoke variant trains in seconds; see tests/test_pixelcnn.py).
+Expected result: `:cpu` (32 channels, 1,000 steps of 32): test 97.3 nats; the default budget is
+not yet measured (experiments/results/likelihood.md).
 """
 
 import os

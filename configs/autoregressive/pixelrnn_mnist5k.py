@@ -15,7 +15,7 @@ CIFAR-10 Row LSTM has 12 layers with h = 128; we keep h = 16 (stream 2h = 32, th
 residual layout) but use 3 layers to stay CPU-sized; `--config.model.num_layers=7` gives
 the paper's depth. mnist5k has 12x less training data than MNIST.
 
-Expected result: see experiments/results/likelihood.md (the `:cpu` comparison row).
+Expected result: `:cpu` (1,000 steps of 32): test 1.191 bits/dim (experiments/results/likelihood.md).
 """
 
 import os

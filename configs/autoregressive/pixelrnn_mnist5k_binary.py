@@ -10,7 +10,7 @@ The paper reports the Row LSTM at 80.54 nats (PixelCNN 81.30, Diagonal BiLSTM 79
 the full 60k binarized MNIST (from memory of the paper, not re-checked here); mnist5k has
 12x less training data, so the numbers are not comparable.
 
-Expected result: see experiments/results/likelihood.md.
+Expected result: `:cpu` (1,000 steps of 32): test 93.9 nats (experiments/results/likelihood.md).
 """
 
 import os

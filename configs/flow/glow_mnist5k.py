@@ -8,8 +8,9 @@ priors. Reports test `nll_nats` / `nll_bpd` on the discrete 8-bit data (the dequ
 term D log 256 and the logit Jacobian are included).
 `--config.model.num_classes=10` makes the top prior class-conditional.
 
-Expected result: at this budget not yet measured; after 1,500 steps (15 min on 2 CPU cores)
-1.994 bits/dim; see experiments/results/likelihood.md.
+Expected result: at this budget not yet measured; after 1,500 steps of 64 (15 min on 2 CPU
+cores) 1.994 bits/dim; `:cpu` (1,000 steps of 32) 2.125 bits/dim; see
+experiments/results/likelihood.md.
 """
 
 import ml_collections

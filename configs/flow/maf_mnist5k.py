@@ -10,7 +10,8 @@ every layer starts near the identity: at full scale the five layers' scales mult
 and the first steps' loss reaches 1e10 nats. Uniform dequantization comes from the pipeline; `nll_bpd` is the
 bits/dim of the discrete data (the logit Jacobian and D log 256 are included).
 
-Expected result: see experiments/results/likelihood.md (the `:cpu` comparison row).
+Expected result: `:cpu` (1,000 steps of 32): test 3.256 bits/dim, over-fitted (training loss 1603
+nats vs test 1769); see experiments/results/likelihood.md.
 """
 
 import ml_collections
