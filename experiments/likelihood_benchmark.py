@@ -59,7 +59,7 @@ def main(argv):
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 1, 1
     train_row = time_steps(copy.deepcopy(config), jax.devices()[:1], _STEPS.value)
     variants = [('', config)]
-    if config.method.name == 'pixelcnn':
+    if config.method.name in ('pixelcnn', 'pixelcnnpp'):
       plain = copy.deepcopy(config)
       plain.method.sample_reuse = False
       variants = [(' (re-use)', config), (' (plain)', plain)]

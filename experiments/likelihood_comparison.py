@@ -9,7 +9,8 @@ about a second on 2 CPU cores) with `python -m jaxgen.main` into runs/cpu/<name>
 final evaluation is already in its metrics.jsonl is not repeated; an interrupted one resumes
 from its last checkpoint (the train loop does that). `--jobs` runs that many trainings at
 once. The tables give, per family, the parameter count, the last logged training loss, the
-exact test NLL of the final parameters and the wall-clock training time.
+exact test NLL of the final parameters and the wall-clock training time. DDPM's row is its
+variational bound (an upper bound on the NLL) and its L_simple training loss is not in nats.
 """
 
 import json
@@ -40,6 +41,7 @@ RUNS = {
     'realnvp': ('configs/flow/realnvp_mnist5k.py', '8bit'),
     'glow': ('configs/flow/glow_mnist5k.py', '8bit'),
     'maf': ('configs/flow/maf_mnist5k.py', '8bit'),
+    'ddpm': ('configs/diffusion/ddpm_mnist5k.py', '8bit'),  # an upper bound on the NLL (the VLB)
 }
 
 
@@ -56,9 +58,11 @@ def read_metrics(workdir):
   train = [r for r in records if r.get('split') == 'train' and 'loss' in r]
   params = next(r['param_count'] for r in records if 'param_count' in r)
   with open(os.path.join(workdir, 'config.json')) as f:
-    dequantized = json.load(f)['data']['dequantize']
+    config = json.load(f)
+  if config['method'].get('loss') == 'simple':  # diffusion's L_simple is a weighted MSE, not nats
+    train = []
   # Flows train on -log p of the dequantized x in [0, 1]^D; on the discrete data that is + D log 256.
-  offset = MNIST_DIMS * math.log(256) if dequantized else 0.0
+  offset = MNIST_DIMS * math.log(256) if config['data']['dequantize'] else 0.0
   timing = os.path.join(workdir, 'comparison_seconds.txt')
   seconds = float(open(timing).read()) if os.path.exists(timing) else float('nan')
   return int(params), (train[-1]['loss'] + offset if train else float('nan')), evals[-1], seconds

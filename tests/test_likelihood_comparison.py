@@ -47,4 +47,4 @@ def test_comparison_covers_every_exact_likelihood_family_on_its_data():
     config = load_config_file(os.path.join(ROOT, path))
     families.setdefault(table, set()).add(config.model.get('arch') or config.method.name)
   assert families['binary'] == {'nade', 'made', 'pixelcnn', 'rowlstm'}
-  assert families['8bit'] == {'pixelcnn', 'gated', 'rowlstm', 'pixelcnnpp', 'realnvp', 'glow', 'maf'}
+  assert families['8bit'] == {'pixelcnn', 'gated', 'rowlstm', 'pixelcnnpp', 'realnvp', 'glow', 'maf', 'ddpm'}

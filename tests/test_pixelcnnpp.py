@@ -6,6 +6,7 @@ network output w.r.t. the input (jax.jacrev), sums of p over every value of a pi
 re-derivation of the mixture, and sample frequencies against exact probabilities.
 """
 
+import copy
 import functools
 import itertools
 import math
@@ -257,6 +258,34 @@ def test_pixel_draws_match_mixture_probabilities(channels):
   tol = 4.5 * np.sqrt(probs * (1 - probs) / num) + 1e-3
   assert np.all(np.abs(freq - probs) < tol), np.max(np.abs(freq - probs) / tol)
   assert probs.max() > 2.0 / levels ** channels    # far from uniform, so the test has teeth
+
+
+def test_outputs_on_a_top_crop_equal_the_whole_image_outputs():
+  """The work-reusing sampler's premise: rows [0, R) of the output, for R a multiple of 4, are the
+  network's output on rows [0, R) of the input alone (no row below R reaches them, at any resolution)."""
+  method, params = make_method((12, 8, 3), 256, seed=8, nr_filters=4, nr_logistic_mix=2)
+  x = jax.random.randint(jax.random.PRNGKey(0), (2, 12, 8, 3), 0, 256) / 255
+  whole = np.asarray(jax.jit(method.logits)(params, x))
+  for rows in (4, 8):
+    crop = np.asarray(jax.jit(method.logits)(params, x[:, :rows]))
+    np.testing.assert_allclose(crop, whole[:, :rows], atol=1e-5)
+    assert np.abs(whole[:, :rows]).max() > 0.1          # outputs far from zero: the comparison has teeth
+
+
+@pytest.mark.parametrize('shape,num_classes', [((8, 4, 1), 0),
+                                               pytest.param((8, 4, 3), 5, marks=pytest.mark.slow)])
+def test_reusing_sampler_equals_plain_sampler(shape, num_classes):
+  """Top-crop loops (method.sample_reuse) draw exactly what the whole-image loop draws from one key."""
+  method, params = make_method(shape, 256, seed=9, nr_filters=4, nr_logistic_mix=2, num_classes=num_classes)
+  plain = copy.copy(method)
+  plain.sample_reuse = False
+  assert method.sample_reuse
+  label = jnp.arange(3) % num_classes if num_classes else None
+  key = jax.random.PRNGKey(2)
+  fast = np.asarray(jax.jit(method.sample, static_argnums=2)(params, key, 3, label))
+  slow = np.asarray(jax.jit(plain.sample, static_argnums=2)(params, key, 3, label))
+  np.testing.assert_array_equal(fast, slow)
+  assert len(np.unique(fast.reshape(3, -1), axis=0)) == 3 and len(np.unique(fast)) > 10  # not degenerate
 
 
 @pytest.mark.slow  # long; the RGB one-pixel sum and the per-pixel draw tests cover this in the default suite

@@ -21,9 +21,17 @@ the one-hot label to its gate pre-activations; training and `nll` read batch['la
 is -log p(x|y); `sample(params, rng, num, label=None)` generates the classes `label` (int32
 [num]), by default jnp.arange(num) % num_classes.
 
-Sampling is one compiled `jax.lax.fori_loop` over the H * W pixels; step t re-runs the whole
-network and draws pixel t's channels jointly from its mixture (key fold_in(rng, t)), exactly on
-the data grid (the reference code returns continuous draws instead).
+Sampling runs compiled `jax.lax.fori_loop`s over the H * W pixels in raster order; step t runs
+the network and draws pixel t's channels jointly from its mixture (key fold_in(rng, t)), exactly
+on the data grid (the reference code returns continuous draws instead). With
+`method.sample_reuse` (default True) it skips the work the architecture allows: an output at
+row r depends on no row below r, at every resolution, so the network runs on the top crop of
+the image that ends at the next multiple of 4 rows after r (4: the two stride-2 down-samplings
+need a height divisible by 4), one loop per crop height. That computes 16 of 28 rows on
+average for 28x28 images (18 of 32 for 32x32) and gives the same samples as the plain loop
+(`sample_reuse=False`), which runs the whole image at every step. The down/up-sampling path
+mixes every column of the rows above into each output, so no finer, row-local split exists
+without per-layer activation caches (Ramachandran et al. 2017).
 
 Config keys:
   model.nr_resnet        gated resnet blocks per stage and stream (paper: 5)
@@ -33,7 +41,11 @@ Config keys:
   model.weight_norm      weight-normalised convs (default True, like the reference code)
   model.num_classes      > 0: class-conditional on the dataset's labels (must equal its number of
                          classes); 0 or absent: unconditional
+  method.sample_reuse    True (default): the sampler runs the network on top crops (above);
+                         False: on the whole image at every pixel
 """
+
+ROW_BUCKET = 4  # crop heights are multiples of this: the network down-samples twice by 2
 
 import math
 
@@ -64,6 +76,7 @@ class PixelCNNPPMethod(ClassConditional, Method):
     self._init_conditioning()
     self._validate()
     self.levels = int(info.levels)
+    self.sample_reuse = bool(config.method.get('sample_reuse', True))
     self.num_mix = int(m.nr_logistic_mix)
     self.n_out = distributions.mix_logistic_num_params(self.shape[-1], self.num_mix)
     self.net = PixelCNNPP(nr_resnet=int(m.nr_resnet), nr_filters=int(m.nr_filters), n_out=self.n_out,
@@ -136,21 +149,30 @@ class PixelCNNPPMethod(ClassConditional, Method):
   def sample(self, params, rng, num, label=None):
     """Ancestral samples [num, H, W, C] on the data grid k / (levels - 1).
 
-    One `jax.lax.fori_loop` over the H * W pixels in raster order; step t re-runs the
-    network (dropout off) and draws all channels of pixel t jointly from its mixture
-    with key fold_in(rng, t).
+    Pixels in raster order, all channels of pixel t drawn jointly from its mixture with
+    key fold_in(rng, t), the network's dropout off. With `sample_reuse`, the pixels of
+    rows [top, top + ROW_BUCKET) are drawn by one `jax.lax.fori_loop` that runs the
+    network on rows [0, top + ROW_BUCKET) only (module docstring); else one loop over
+    every pixel runs it on the whole image.
     """
     label = self.sample_labels(num, label)
     height, width, chans = self.shape
 
-    def body(t, x):
-      r, c = jnp.divmod(t, width)
-      out = self.logits(params, x, label)
-      out_NP = jax.lax.dynamic_index_in_dim(
-          jax.lax.dynamic_index_in_dim(out, r, axis=1, keepdims=False), c, axis=1, keepdims=False)
-      value = distributions.discretized_mix_logistic_sample(jax.random.fold_in(rng, t), out_NP, self.levels,
-                                                            self.num_mix, chans)
-      return x.at[:, r, c, :].set(value.astype(x.dtype))
+    def body_on_rows(rows):
+      def body(t, x):
+        r, c = jnp.divmod(t, width)
+        out = self.logits(params, x[:, :rows], label)
+        out_NP = jax.lax.dynamic_index_in_dim(
+            jax.lax.dynamic_index_in_dim(out, r, axis=1, keepdims=False), c, axis=1, keepdims=False)
+        value = distributions.discretized_mix_logistic_sample(jax.random.fold_in(rng, t), out_NP, self.levels,
+                                                              self.num_mix, chans)
+        return x.at[:, r, c, :].set(value.astype(x.dtype))
+      return body
 
-    x0 = jnp.zeros((num, height, width, chans), jnp.float32)
-    return jax.lax.fori_loop(0, height * width, body, x0)
+    x = jnp.zeros((num, height, width, chans), jnp.float32)
+    if not self.sample_reuse:
+      return jax.lax.fori_loop(0, height * width, body_on_rows(height), x)
+    for top in range(0, height, ROW_BUCKET):
+      rows = top + ROW_BUCKET
+      x = jax.lax.fori_loop(top * width, rows * width, body_on_rows(rows), x)
+    return x
