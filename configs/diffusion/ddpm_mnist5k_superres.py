@@ -9,7 +9,8 @@ superres_mse beside the nearest-neighbour upsampling's upsampled_mse; `nll_bpd` 
 on -log p(x | low-res x). There is no unconditional `samples` evaluator (a super-resolution
 model needs its low-resolution input).
 
-Expected result: see experiments/results/diffusion.md.
+Expected result: `:cpu` (1,000 steps of 32): superres_mse 0.0043 vs upsampled_mse 0.016,
+nll_bpd <= 2.180 given the 14x14 image. See experiments/results/diffusion.md.
 """
 
 import os
