@@ -284,8 +284,9 @@ def write_run_info(workdir: str, config_spec: str, argv) -> None:
     json.dump({'config': config_spec, 'argv': list(argv)}, f, indent=2)
 
 
-def load_trained(workdir: str, mesh=None):
-  """(config, method, eval params) of the finished run in `workdir`, restored onto `mesh`.
+def load_trained(workdir: str, mesh=None, final_params: bool = False):
+  """(config, method, eval params) of the finished run in `workdir`, restored onto `mesh`;
+  with `final_params`, the last trained parameters instead of their EMA copy.
 
   Reads WORKDIR/config.json and the latest checkpoint; used to load a run as a
   tool of another one (e.g. the classifier behind sample-quality features).
@@ -311,4 +312,4 @@ def load_trained(workdir: str, mesh=None):
     state, _ = checkpointer.restore(nn.unbox(abstract), shardings)
   finally:
     checkpointer.close()
-  return config, method, state.eval_params()
+  return config, method, (state.params if final_params else state.eval_params())

@@ -123,9 +123,13 @@ class PixelCNNMethod(ClassConditional, Method):
     log_p = jax.nn.log_softmax(logits, axis=-1)
     return jnp.take_along_axis(log_p, index[..., None], axis=-1)[..., 0]
 
+  def pixel_log_prob(self, params, x, label=None):
+    """log p(x_{i,k} | x_{<i}, x_{i,<k}[, y]) of every sub-pixel: [B, H, W, C]."""
+    return self._log_prob(self.logits(params, x, label), x)
+
   def log_prob(self, params, x, label=None):
     """Exact log p(x[|y]) per example, in nats: [B]."""
-    lp = self._log_prob(self.logits(params, x, label), x)
+    lp = self.pixel_log_prob(params, x, label)
     return lp.reshape(lp.shape[0], -1).sum(-1)
 
   # ---- the Method contract --------------------------------------------------------------------
