@@ -15,7 +15,6 @@ Prints a Markdown table for experiments/results/diffusion.md.
 
 import os
 import sys
-import time
 
 from absl import app, flags
 
@@ -41,31 +40,12 @@ def restored_run(workdir, sampler, steps, num, batch_size):
   config = ml_collections.ConfigDict(json.load(open(path)))
   config.method.sampler, config.method.sample_steps = sampler, steps
   config.evals = ml_collections.ConfigDict({'sample_quality': {
-      'every': 1, 'features': 'classifier', 'num_samples': num, 'batch_size': batch_size, 'seed': 0}})
+      'every': 1, 'features': 'classifier', 'num_samples': num, 'batch_size': batch_size, 'seed': 0,
+      'is_splits': min(10, num)}})
   run = train.setup(config, workdir, eval_names=['sample_quality'])
   if not run.resumed:
     raise CheckpointError(f'No checkpoint in {workdir}: train the run first.')
   return run
-
-
-def score(run, num):
-  """(metrics, first GRID samples) of `num` samples, as SampleQualityEvaluator.__call__ does
-  (without the Inception Score, whose 10 splits are too noisy at this `num`)."""
-  import numpy as np
-  from jaxgen.core.mesh import to_host
-  from jaxgen.evals.sample_quality import sample_metrics
-  evaluator = run.evaluators['sample_quality'][1]
-  evaluator.prepare()
-  t0 = time.perf_counter()
-  feats, grid = [], []
-  for images, keep in evaluator.generator.batches(run.state.eval_params(), num):
-    f, _ = evaluator.extractor(images)
-    feats.append(f[:keep])
-    if sum(len(g) for g in grid) < GRID:
-      grid.append(to_host(images)[:keep])
-  out = sample_metrics(evaluator.real, np.concatenate(feats), None, evaluator.eval_config)
-  out['seconds'] = time.perf_counter() - t0
-  return out, np.concatenate(grid)[:GRID]
 
 
 def floor(run, num):
@@ -82,7 +62,6 @@ def main(argv):
   import jax
   from jaxgen.core.mesh import to_host
   from jaxgen.evals.samples import write_examples
-  from jaxgen.evals import EvalContext
   workdir = os.path.abspath(_WORKDIR.value)
   rows = []
   for spec in _SAMPLERS.value:
@@ -92,12 +71,11 @@ def main(argv):
     if not rows:
       rows.append(('test split (floor)', floor(run, _NUM.value)))
       print(rows[-1], flush=True)
-    metrics, grid = score(run, _NUM.value)
-    name = f'{sampler}{run.method.T if sampler == "ddpm" else steps}'
-    ctx = EvalContext(method=run.method, config=run.config, info=run.info, mesh=run.mesh, workdir=workdir,
-                      is_main=run.is_main)
-    png = write_examples(ctx, f'sampler_{name}', step, grid)
-    rows.append((f'{sampler.upper()} {run.method.T if sampler == "ddpm" else steps} steps', metrics))
+    evaluator = run.evaluators['sample_quality'][1]
+    metrics, grid = evaluator.measure(run.state.eval_params(), keep_images=GRID)
+    steps = run.method.T if sampler == 'ddpm' else int(steps)
+    png = write_examples(evaluator.ctx, f'sampler_{sampler}{steps}', step, grid)
+    rows.append((f'{sampler.upper()} {steps} steps', metrics))
     print(rows[-1], png, flush=True)
     run.checkpointer.close()
     run.writer.close()
@@ -105,7 +83,7 @@ def main(argv):
   print('| samples | FD | KID | precision | recall | seconds (sampling + features) |')
   print('|---|---|---|---|---|---|')
   for name, m in rows:
-    seconds = f"{m['seconds']:.0f}" if 'seconds' in m else '—'
+    seconds = f"{m['sample_quality_seconds']:.0f}" if 'sample_quality_seconds' in m else '—'
     print(f"| {name} | {m['fid']:.2f} | {m['kid']:.3g} ± {m['kid_std']:.2g} | {m['precision']:.3f} | "
           f"{m['recall']:.3f} | {seconds} |")
 

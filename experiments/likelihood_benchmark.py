@@ -14,7 +14,6 @@ Markdown table for experiments/results/likelihood.md.
 """
 
 import copy
-import importlib.util
 import os
 import sys
 
@@ -43,10 +42,8 @@ CONFIGS = [
 
 
 def load(path):
-  spec = importlib.util.spec_from_file_location('cfg', os.path.join(ROOT, path))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(None)
+  from jaxgen.core.config import load_config_file
+  return load_config_file(os.path.join(ROOT, path))
 
 
 def main(argv):

@@ -59,13 +59,13 @@ def read_metrics(workdir):
   params = next(r['param_count'] for r in records if 'param_count' in r)
   with open(os.path.join(workdir, 'config.json')) as f:
     config = json.load(f)
-  if config['method'].get('loss') == 'simple':  # diffusion's L_simple is a weighted MSE, not nats
-    train = []
   # Flows train on -log p of the dequantized x in [0, 1]^D; on the discrete data that is + D log 256.
   offset = MNIST_DIMS * math.log(256) if config['data']['dequantize'] else 0.0
+  loss_in_nats = config['method'].get('loss') != 'simple'  # diffusion's L_simple is a weighted MSE
+  loss = train[-1]['loss'] + offset if train and loss_in_nats else float('nan')
   timing = os.path.join(workdir, 'comparison_seconds.txt')
   seconds = float(open(timing).read()) if os.path.exists(timing) else float('nan')
-  return int(params), (train[-1]['loss'] + offset if train else float('nan')), evals[-1], seconds
+  return int(params), loss, evals[-1], seconds
 
 
 def train(name):

@@ -46,6 +46,12 @@ def gaussian_log_prob(x, mean, log_std):
   return -0.5 * jnp.square(z) - log_std - _HALF_LOG_2PI
 
 
+def gaussian_kl(mean1, log_var1, mean2, log_var2):
+  """KL(N(mean1, exp(log_var1)) || N(mean2, exp(log_var2))) per dimension."""
+  return 0.5 * (log_var2 - log_var1 - 1.0 + jnp.exp(log_var1 - log_var2)
+                + jnp.square(mean1 - mean2) * jnp.exp(-log_var2))
+
+
 def gaussian_kl_standard(mean, log_var):
   """KL(N(mean, exp(log_var)) || N(0, 1)) per dimension; sum over dims for a diagonal Gaussian."""
   return 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)

@@ -18,7 +18,8 @@ from jaxgen.data import DataInfo
 from jaxgen.errors import ConfigError
 from jaxgen.logging import read_metrics
 from jaxgen.methods import diffusion_process as dp
-from jaxgen.methods.diffusion import DDPM, downsample
+from jaxgen.methods.diffusion import DDPM
+from jaxgen.models.unet import downsample
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (8, 8, 1)

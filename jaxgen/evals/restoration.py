@@ -26,6 +26,7 @@ from jaxgen.data import TrainLoader
 from jaxgen.errors import ConfigError
 from jaxgen.evals import register
 from jaxgen.evals.samples import write_examples
+from jaxgen.models.unet import downsample, upsample
 
 TASKS = {'inpaint': 'inpaint', 'denoise': 'denoise', 'superres': 'super_resolve'}
 MASKS = ('bottom_half', 'right_half', 'center')
@@ -81,11 +82,9 @@ class RestorationEvaluator:
   def _denoise(self, params, batch, rng):
     x = batch['x']
     noisy = x + self.noise_std * jax.random.normal(jax.random.fold_in(rng, 1), x.shape)
-    return x, noisy, self.ctx.method.denoise(params, rng, noisy, self.noise_std,
-                                                                  label=batch.get('label'))
+    return x, noisy, self.ctx.method.denoise(params, rng, noisy, self.noise_std, label=batch.get('label'))
 
   def _superres(self, params, batch, rng):
-    from jaxgen.methods.diffusion import downsample, upsample
     x, f = batch['x'], self.ctx.method.superres_factor
     low = downsample(x, f)
     return x, upsample(low, f), self.ctx.method.super_resolve(params, rng, low, label=batch.get('label'))

@@ -174,13 +174,20 @@ class SampleQualityEvaluator:
                                      int(eval_config.get('num_reference', 0)), ctx.is_main)
 
   def __call__(self, state, step):
+    return self.measure(state.eval_params())[0]
+
+  def measure(self, params, keep_images: int = 0):
+    """(the metrics of `num_samples` samples from `params`, their first `keep_images` images on
+    the host): module docstring, steps 2-3."""
     self.prepare()
     t0 = time.perf_counter()
-    feats, logits = [], []
-    for images, keep in self.generator.batches(state.eval_params(), self.num_samples):
+    feats, logits, kept = [], [], []
+    for images, keep in self.generator.batches(params, self.num_samples):
       f, lg = self.extractor(images)
       feats.append(f[:keep])
       logits.append(lg[:keep])
+      if sum(len(k) for k in kept) < keep_images:
+        kept.append(gather_to_host(images)[:keep])
     out = sample_metrics(self.real, np.concatenate(feats), np.concatenate(logits), self.eval_config)
     out['sample_quality_seconds'] = time.perf_counter() - t0
-    return out
+    return out, (np.concatenate(kept)[:keep_images] if kept else None)

@@ -51,22 +51,11 @@ from jaxgen.methods import register
 from jaxgen.methods import diffusion_process as dp
 from jaxgen.methods.base import Method, require_discrete_images
 from jaxgen.methods.conditioning import ClassConditional
-from jaxgen.models.unet import UNet
+from jaxgen.models.unet import UNet, downsample, upsample
 
 LOSSES = ('simple', 'vlb', 'hybrid')
 SAMPLERS = ('ddpm', 'ddim')
 _IS_DECAY = 0.99  # EMA of L_t^2 per timestep, for importance-sampled timesteps
-
-
-def downsample(x, factor):
-  """Average-pool [B, H, W, C] by `factor`."""
-  b, h, w, c = x.shape
-  return x.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
-
-
-def upsample(x, factor):
-  """Nearest-neighbour upsampling of [B, h, w, C] by `factor`."""
-  return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
 
 
 @register('ddpm')

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import distributions
 from jaxgen.errors import ConfigError
 
 PREDICTIONS = ('eps', 'x0', 'v')
@@ -51,11 +52,6 @@ def beta_schedule(name: str, timesteps: int, beta_start: float = 1e-4, beta_end:
     abar = f / f[0]
     return np.minimum(1 - abar[1:] / abar[:-1], 0.999)
   raise ConfigError(f"config.method.beta_schedule={name!r} is not 'linear' or 'cosine'.")
-
-
-def normal_kl(mean1, logvar1, mean2, logvar2):
-  """Elementwise KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2)))."""
-  return 0.5 * (-1.0 + logvar2 - logvar1 + jnp.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * jnp.exp(-logvar2))
 
 
 def _std_normal_cdf(x):
@@ -131,7 +127,7 @@ class GaussianDiffusion:
     """KL(q(x_T | x_0) || N(0, I)) summed over dimensions: [B]."""
     t = jnp.full((x0.shape[0],), self.timesteps - 1, jnp.int32)
     mean, var = self.q_mean_variance(x0, t)
-    kl = normal_kl(mean, jnp.log(var), 0.0, 0.0)
+    kl = distributions.gaussian_kl_standard(mean, jnp.log(var))
     return kl.reshape(kl.shape[0], -1).sum(-1)
 
   # ---- conversions between eps, x0 and v ------------------------------------------------------
@@ -195,7 +191,7 @@ class GaussianDiffusion:
     discretized decoder's -log p(x_0 | x_1) for t = 0."""
     mean, log_var, _, _ = self.p_mean_variance(out, xt, t)
     true_mean, _, true_log_var = self.posterior(x0, xt, t)
-    kl = normal_kl(true_mean, true_log_var, mean, log_var)
+    kl = distributions.gaussian_kl(true_mean, true_log_var, mean, log_var)
     decoder = -discretized_gaussian_log_likelihood(x0, mean, 0.5 * log_var, self.levels)
     per_dim = jnp.where(_gather(jnp.arange(self.timesteps), t, x0) == 0, decoder, kl)
     return per_dim.reshape(per_dim.shape[0], -1).sum(-1)

@@ -162,6 +162,17 @@ class AttnBlock(nn.Module):
     return x_BHWC.astype(h.dtype) + h
 
 
+def downsample(x_BHWC, factor: int):
+  """Average-pool H and W by `factor` (each output pixel the mean of a factor x factor block)."""
+  b, h, w, c = x_BHWC.shape
+  return x_BHWC.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
+def upsample(x_BHWC, factor: int):
+  """Nearest-neighbour upsampling of H and W by `factor` (each pixel repeated factor x factor)."""
+  return jnp.repeat(jnp.repeat(x_BHWC, factor, axis=1), factor, axis=2)
+
+
 class Downsample(nn.Module):
   """Halve H and W: a 3x3 stride-2 conv, or a 2x2 average pool when not `with_conv`."""
   with_conv: bool = True
@@ -171,7 +182,7 @@ class Downsample(nn.Module):
   def __call__(self, x_BHWC):
     if self.with_conv:
       return conv3x3(x_BHWC.shape[-1], self.dtype, strides=2, name='conv')(x_BHWC)
-    return nn.avg_pool(x_BHWC, (2, 2), strides=(2, 2), padding='VALID')
+    return downsample(x_BHWC, 2)
 
 
 class Upsample(nn.Module):
@@ -181,7 +192,7 @@ class Upsample(nn.Module):
 
   @nn.compact
   def __call__(self, x_BHWC):
-    x = jnp.repeat(jnp.repeat(x_BHWC, 2, axis=1), 2, axis=2)
+    x = upsample(x_BHWC, 2)
     if self.with_conv:
       x = conv3x3(x.shape[-1], self.dtype, name='conv')(x)
     return x
