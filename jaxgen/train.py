@@ -107,15 +107,28 @@ def setup(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None, 
              evaluators=evals.build_all(config, ctx, eval_names), is_main=is_main, resumed=resumed)
 
 
+def update_ema(ema, params, ema_decay: float, copy_keys=()):
+  """The EMA parameters after one step: ema <- decay * ema + (1 - decay) * params.
+
+  When `ema` is a dict it may hold a subset of the keys of `params` (a GAN averages its generator,
+  not its discriminator); keys in `copy_keys` are copied from params instead of averaged
+  (non-trainable state such as BatchNorm statistics, as StyleGAN copies buffers).
+  """
+  if isinstance(ema, dict) and isinstance(params, dict):
+    return {k: params[k] if k in copy_keys else optax.incremental_update(params[k], ema[k], 1.0 - ema_decay)
+            for k in ema}
+  return optax.incremental_update(params, ema, 1.0 - ema_decay)
+
+
 def make_step_fn(method, ema_decay: float):
   """method.train_step plus what every family shares: the step count and the EMA update."""
+  copy_keys = tuple(getattr(method, 'ema_copy_keys', ()))
 
   def step_fn(state, batch):
     new_state, metrics = method.train_step(state, batch)
     new_state = new_state.replace(step=state.step + 1)
     if ema_decay > 0:
-      new_state = new_state.replace(
-          ema_params=optax.incremental_update(new_state.params, state.ema_params, 1.0 - ema_decay))
+      new_state = new_state.replace(ema_params=update_ema(state.ema_params, new_state.params, ema_decay, copy_keys))
     return new_state, metrics
 
   return step_fn

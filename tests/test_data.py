@@ -324,3 +324,33 @@ def test_concurrent_preparation_is_safe(cfg, tmp_path):
     t.join()
   assert not errors and results == [{'train': 1617, 'test': 180}] * 2
   assert os.listdir(tmp_path / 'digits') == ['1.0.0']
+
+
+def test_max_train_examples_trains_on_a_fixed_subset(cfg):
+  """config.data.max_train_examples = N: every epoch visits the same N training examples, each once."""
+  full = data.TrainLoader(cfg('digits'), 10, seed=0)
+  loader = data.TrainLoader(cfg('digits', max_train_examples=40), 10, seed=0)
+  again = data.TrainLoader(cfg('digits', max_train_examples=40), 10, seed=1)  # another order, same subset
+  seen = np.concatenate([loader.batch(k)['x'] for k in range(8)]).reshape(80, -1)  # two epochs of 40
+  first, second = seen[:40], seen[40:]
+  rows = lambda a: sorted(map(bytes, a.astype(np.uint8)))
+  assert rows(first) == rows(second) and len(set(rows(first))) <= 40
+  other = np.concatenate([again.batch(k)['x'] for k in range(4)]).reshape(40, -1)
+  assert rows(other) == rows(first)
+  np.testing.assert_array_equal(data.pipeline.train_subset(1000, 40), data.pipeline.train_subset(1000, 40))
+  assert len(np.unique(data.pipeline.train_subset(1000, 40))) == 40
+  assert full.batch(0)['x'].shape == loader.batch(0)['x'].shape
+
+
+def test_image_size_crops_the_centre_and_resizes(cfg):
+  images = np.zeros((2, 30, 20, 3), np.uint8)
+  images[:, 5:25] = 200                      # the central 20x20 square is constant 200
+  out = data.pipeline.center_crop_resize(images, 8)
+  assert out.shape == (2, 8, 8, 3) and out.dtype == np.uint8
+  np.testing.assert_array_equal(out, 200)
+  gray = data.pipeline.center_crop_resize(np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1), 2)
+  assert gray.shape == (1, 2, 2, 1)
+  with tfds.testing.mock_data(num_examples=8):
+    info = data.get_info(cfg('mnist', image_size=16))
+    assert info.shape == (16, 16, 1)
+    assert data.TrainLoader(cfg('mnist', image_size=16), 4, seed=0).batch(0)['x'].shape == (4, 16, 16, 1)

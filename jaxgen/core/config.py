@@ -27,6 +27,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.binarize = ''             # '' | 'dynamic' (fresh Bernoulli draw per step; test fixed-seed) | 'threshold'
   c.data.dequantize = False        # uniform dequantization: x = (x_int + u) / levels
   c.data.max_eval_examples = 0     # 0 = the whole eval split; N = a fixed random subset of N
+  c.data.max_train_examples = 0    # 0 = the whole train split; N = a fixed random subset of N (limited data)
+  c.data.image_size = 0            # 0 = images as stored; N = central square crop resized to N x N
   c.data.exclude_labels = ()       # labels removed from every split (held-out-class anomaly detection)
   c.data.prefetch = 2              # host batches prepared ahead of the device
 

@@ -42,7 +42,7 @@ _DEFAULT_IMAGE_LEVELS = 256
 # Splits whose decoded arrays are at most this large are held in memory.
 _MAX_IN_MEMORY_BYTES = 2 << 30
 # First word of the noise generators' keys, so their streams never coincide.
-_TRAIN_NOISE, _EVAL_NOISE = 1, 2
+_TRAIN_NOISE, _EVAL_NOISE, _TRAIN_SUBSET = 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +80,9 @@ class TrainLoader:
     self._prefetch = int(data_config.prefetch)
     self._dataset = _Dataset(data_config)
     self._split = self._dataset.split(split or data_config.train_split)
+    subset = int(data_config.get('max_train_examples', 0))
+    if subset > 0 and split is None:
+      self._split = _SubsetSplit(self._split, train_subset(len(self._split), subset))
     if not len(self._split):
       raise DataError(f'split {split or data_config.train_split!r} of {data_config.name!r} is empty.')
     self._stops = []
@@ -187,6 +190,15 @@ def eval_subset(n: int, max_examples: int) -> np.ndarray:
   return np.sort(np.random.default_rng((_EVAL_NOISE, n, max_examples)).permutation(n)[:max_examples])
 
 
+def train_subset(n: int, max_examples: int) -> np.ndarray:
+  """The training-split indices a run with config.data.max_train_examples = N trains on: a fixed random
+  subset of N (all n if N >= n), a pure function of (n, N) like eval_subset (limited-data experiments:
+  StyleGAN2-ADA on 10% of mnist5k)."""
+  if max_examples <= 0 or max_examples >= n:
+    return np.arange(n)
+  return np.sort(np.random.default_rng((_TRAIN_SUBSET, n, max_examples)).permutation(n)[:max_examples])
+
+
 def _local_batch_size(global_batch_size: int, process_index: int, process_count: int) -> int:
   if global_batch_size <= 0 or global_batch_size % process_count:
     raise ConfigError(f'the global batch size ({global_batch_size}) must be a positive multiple '
@@ -228,9 +240,14 @@ class _Dataset:
       raise DataError(f"dataset {data_config.name!r} has neither an 'image' nor a 'point' feature "
                       f"(it has {sorted(features.keys())}); jaxgen's pipeline reads one of those.")
     shape = tuple(features[self._x_key].shape)
+    self._image_size = int(data_config.get('image_size', 0))
+    if self._image_size:
+      if kind != 'image':
+        raise ConfigError(f'config.data.image_size resizes images; {data_config.name!r} is not an image dataset.')
+      shape = (self._image_size, self._image_size, shape[-1])
     if None in shape:
       raise DataError(f'dataset {data_config.name!r}: {self._x_key} has a variable shape {shape}; '
-                      'jaxgen needs a fixed per-example shape.')
+                      'jaxgen needs a fixed per-example shape (config.data.image_size=N crops and resizes to NxN).')
     label = features['label'] if 'label' in features else None
     self._has_label = isinstance(label, tfds.features.ClassLabel)
     self._check_preprocessing(kind)
@@ -277,6 +294,8 @@ class _Dataset:
   def make_batch(self, examples: Dict[str, np.ndarray], noise_keys) -> Dict[str, np.ndarray]:
     """Raw examples -> {'x': float32, 'label': int32}; noise_keys[i] seeds example i's noise."""
     x = examples[self._x_key]
+    if self._image_size:
+      x = center_crop_resize(x, self._image_size)
     batch = {'x': self._preprocess(x, lambda: _uniform(noise_keys, x.shape[1:]))}
     if self._has_label:
       batch['label'] = examples['label'].astype(np.int32)
@@ -310,6 +329,23 @@ class _InMemorySplit:
 
   def read(self, indices: np.ndarray) -> Dict[str, np.ndarray]:
     return {key: array[indices] for key, array in self._arrays.items()}
+
+
+def center_crop_resize(images: np.ndarray, size: int) -> np.ndarray:
+  """uint8 [B, H, W, C] -> uint8 [B, size, size, C]: the central square crop, resized with an
+  antialiasing (Lanczos) filter and rounded, so the pixels stay discrete 8-bit values (as DCGAN's
+  64x64 LSUN / CelebA inputs)."""
+  from PIL import Image
+  out = []
+  for image in images:
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = image[top:top + side, left:left + side]
+    pil = Image.fromarray(crop[..., 0] if crop.shape[-1] == 1 else crop)
+    resized = np.asarray(pil.resize((size, size), Image.LANCZOS), np.uint8)
+    out.append(resized.reshape(size, size, image.shape[-1]))
+  return np.stack(out)
 
 
 class _SubsetSplit:

@@ -13,6 +13,8 @@ METHODS = Registry('config.method.name', {
     'pixelcnn': 'jaxgen.methods.pixelcnn',
     'pixelcnnpp': 'jaxgen.methods.pixelcnnpp',
     'ddpm': 'jaxgen.methods.diffusion',
+    'gan': 'jaxgen.methods.gan',
+    'pix2pix': 'jaxgen.methods.pix2pix',
 })
 register = METHODS.register
 get = METHODS.get
