@@ -9,7 +9,8 @@ term D log 256 and the logit Jacobian are included).
 `--config.model.num_classes=10` makes the top prior class-conditional.
 
 Expected result: at this budget not yet measured; after 1,500 steps of 64 (15 min on 2 CPU
-cores) 1.994 bits/dim; `:cpu` (1,000 steps of 32) 2.125 bits/dim; see
+cores) 1.994 bits/dim; `:cpu` (1,000 steps of 32) 2.125 bits/dim, and 1.764 with
+`--config.model.width=128 --config.model.depth=12` (RealNVP's cost per step; RealNVP: 1.903); see
 experiments/results/likelihood.md.
 """
 
