@@ -129,15 +129,21 @@ def test_toy_smoke_configs_train_evaluate_and_sample(tmp_path, variant):
 
 def test_pggan_resume_is_exact_through_a_stage_change(tmp_path, monkeypatch):
   """Progressive growing: 4 steps straight == preempted after step 1 (stage 0), resumed into the fade-in of
-  stage 1 (alpha rising at steps 1-2), 3 more steps: parameters, optimizer, EMA generator, schedule."""
+  stage 1 (alpha rising at steps 1-2), 3 more steps: parameters, optimizer, EMA generator, schedule.
+  The straight run also evaluates (sample grids at the final stage)."""
   from test_train import assert_trees_equal, train_until
-  config = load_config('gan/pggan_mnist5k.py', **{'model.channels': (4, 4), 'model.stage_steps': 1,
-                                                   'train.steps': 4, 'train.checkpoint_every': 4,
-                                                   # no double backprop (GP): compiles in a third of the time
-                                                   'method.loss': 'nonsaturating', 'method.gp_weight': 0.0})
-  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'), devices=jax.devices()[:1])
-  train_until(config, str(tmp_path / 'resumed'), 1, monkeypatch, devices=jax.devices()[:1])
-  resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'), devices=jax.devices()[:1])
+
+  def config():
+    c = config_file('gan/pggan_mnist5k.py', 'smoke')
+    c.model.channels, c.model.stage_steps = (4, 4), 1
+    c.train.steps = c.train.checkpoint_every = c.evals.samples.every = 4
+    c.method.loss, c.method.gp_weight = 'nonsaturating', 0.0  # no double backprop: a third of the compile time
+    return c
+
+  straight = train.train_and_evaluate(config(), str(tmp_path / 'straight'), devices=jax.devices()[:1])
+  assert any(p.endswith('.png') for p in os.listdir(tmp_path / 'straight' / 'samples'))
+  train_until(config(), str(tmp_path / 'resumed'), 1, monkeypatch, devices=jax.devices()[:1])
+  resumed = train.train_and_evaluate(config(), str(tmp_path / 'resumed'), devices=jax.devices()[:1])
   assert int(resumed.params['schedule']['stage']) == 1 and float(resumed.params['schedule']['alpha']) == 1.0
   assert_trees_equal(resumed.params, straight.params)
   assert_trees_equal(resumed.opt_state, straight.opt_state)
