@@ -38,8 +38,10 @@ def final_record(workdir):
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     return None
-  records = [json.loads(line) for line in open(path) if line.strip()]
-  config = json.load(open(os.path.join(workdir, 'config.json')))
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  with open(os.path.join(workdir, 'config.json')) as f:
+    config = json.load(f)
   evals = [r for r in records if 'modes' in r and r['step'] == config['train']['steps']]
   return evals[-1] if evals else None
 

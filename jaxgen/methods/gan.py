@@ -43,7 +43,7 @@ import optax
 from jaxgen.core.optim import make_optimizer
 from jaxgen.core.state import TrainState, step_rng
 from jaxgen.errors import ConfigError
-from jaxgen.methods import register
+from jaxgen.methods import ada, register
 from jaxgen.methods.base import Method
 from jaxgen.models import gan_nets
 
@@ -188,7 +188,6 @@ class GAN(Method):
     configured, packed `pack` at a time."""
     ka, kd = jax.random.split(key)
     if self.augments:
-      from jaxgen.methods import ada
       x = ada.augment(x, ada_p, ka, self.hp.augment)
     x = pack(x, int(self.hp.pack))
     logits, new_state = self.nets.discriminator.apply({'params': params_d, **d_state}, x, label, train=True,
@@ -338,7 +337,6 @@ class GAN(Method):
     total, seen = ada_state['sign_sum'] + sign_sum, ada_state['count'] + count
     if hp.ada_target <= 0:  # fixed augmentation probability
       return dict(ada_state, sign_sum=total, count=seen)
-    from jaxgen.methods import ada
     due = (step + 1) % int(hp.ada_interval) == 0
     new_p = ada.update_p(ada_state['p'], total, seen, target=hp.ada_target,
                          batch_size=int(self.config.train.batch_size), interval=int(hp.ada_interval),

@@ -39,9 +39,11 @@ which the method's path-length regulariser uses (config.method.pl_weight > 0).
 """
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from jaxgen.errors import ConfigError
 
@@ -77,7 +79,6 @@ class GanNets:
 
 def build(model_config, info) -> GanNets:
   """The GanNets of `config.model.arch` for the dataset `info`."""
-  import importlib
   arch = model_config.get('arch', '')
   if arch not in ARCHITECTURES:
     raise ConfigError(f'config.model.arch={arch!r} is not a GAN architecture; known: '
@@ -107,7 +108,6 @@ def minibatch_stddev(x, group_size: int = 4, num_features: int = 1):
   `num_features` extra channels. A collapsed generator (identical samples) gives 0 here, which
   the discriminator can see: the remedy against mode collapse of PGGAN and StyleGAN.
   """
-  import jax.numpy as jnp
   b, c = x.shape[0], x.shape[-1]
   g = group_size if (group_size and b % group_size == 0 and b >= group_size) else b
   spatial = x.shape[1:-1]
@@ -126,7 +126,6 @@ def projection(features_BF, label_B: Optional[Any], num_classes: int, name: str 
 
   Call inside a compact discriminator: returns a [B] float32 term to add to the unconditional logit.
   """
-  import jax.numpy as jnp
   if not num_classes or label_B is None:
     return jnp.zeros(features_BF.shape[:1], jnp.float32)
   embed = nn.Embed(num_classes, features_BF.shape[-1], name=name)(label_B)
