@@ -4,9 +4,13 @@
     python -m jaxgen.main --config=configs/gan/sngan_mnist5k.py:resnet --workdir=runs/gan/sngan_resnet
 
 `cnn` (default): the paper's standard CNN (jaxgen/models/gan_sngan.py; Table 3) at 28x28
-(base 7), generator width 64 (the paper: 512), every discriminator weight divided by its
-largest singular value, estimated by one power iteration per step (the vectors live in
-TrainState.extra). `resnet`: the paper's CIFAR ResNet at width 64 (the paper: 256).
+(base 7), width 128 (the paper: 512; G 64 -> 32 -> 16 channels, D 16-16-32-32-64), every
+discriminator weight divided by its largest singular value, estimated by one power iteration per
+step (the vectors live in TrainState.extra). `resnet`: the paper's CIFAR ResNet at width 128
+(the paper: 256). At width 64 (G 32 -> 16 -> 8, D 8-8-16-16-32: 215,793 / 12,601 parameters) the
+standard CNN did not train: by step 250 the generator had collapsed to one grey image, the hinge
+discriminator's loss was exactly 0 (D(real) 5.5, D(fake) -1.06, both past the margin) and the
+generator's gradients were too small and too noisy for Adam to move it (experiments/results/gan.md).
 Hinge loss, Adam 2e-4 (b1 0.5, b2 0.999), one discriminator update per generator update
 (the paper's setting C), batch 64. `,smoke` gives the seconds-long test run.
 
@@ -31,7 +35,7 @@ def get_config(arg=None):
 
   config.model.arch = 'sngan_resnet' if 'resnet' in parts else 'sngan_cnn'
   config.model.latent_dim = 128
-  config.model.width = 64
+  config.model.width = 128
   config.model.power_iterations = 1
   config.model.num_classes = 0
 
