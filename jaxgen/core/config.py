@@ -29,6 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.max_eval_examples = 0     # 0 = the whole eval split; N = a fixed random subset of N
   c.data.max_train_examples = 0    # 0 = the whole train split; N = a fixed random subset of N (limited data)
   c.data.image_size = 0            # 0 = images as stored; N = central square crop resized to N x N
+  c.data.seq_len = 256            # text (pysource, ...): bytes per example window
   c.data.exclude_labels = ()       # labels removed from every split (held-out-class anomaly detection)
   c.data.prefetch = 2              # host batches prepared ahead of the device
 

@@ -1,8 +1,15 @@
 """The deterministic host data pipeline over TFDS (DESIGN.md, "Data").
 
 `config.data.name` is any TFDS name. The offline datasets of
-`jaxgen.data.builders` (mnist5k, digits, toy2d/*) are prepared on first use;
-every other dataset must have been prepared by the user (`tfds build`).
+`jaxgen.data.builders` (mnist5k, digits, toy2d/*, pysource) are prepared on
+first use; every other dataset must have been prepared by the user (`tfds build`).
+
+Text (a dataset with a `text` feature of bytes, e.g. pysource): a split is one
+byte stream, its documents in `path` order (else stored order), each followed by
+a 0 byte, padded with 0 bytes to a multiple of `config.data.seq_len` (default
+256) and cut into non-overlapping windows of seq_len bytes. The windows are the
+split's examples: batch['x'] is int32 byte values [B, seq_len], DataInfo(kind='text',
+shape=(seq_len,), levels=256), and num_examples counts windows.
 
 Determinism: the training batch for step `k` is a pure function of
 `(seed, k, process_index)`, so a run resumed at step `k` sees exactly the
@@ -36,6 +43,8 @@ import tensorflow_datasets as tfds
 from jaxgen.data import builders
 from jaxgen.errors import ConfigError, DataError
 
+# Window length of text datasets when config.data.seq_len is absent.
+_DEFAULT_SEQ_LEN = 256
 # Discrete values per pixel of image datasets that are not 8-bit.
 _IMAGE_LEVELS = {'digits': 17, 'binarized_mnist': 2}
 _DEFAULT_IMAGE_LEVELS = 256
@@ -49,8 +58,8 @@ _TRAIN_NOISE, _EVAL_NOISE, _TRAIN_SUBSET = 1, 2, 3
 class DataInfo:
   """What a model needs to know about the data, as the pipeline delivers it."""
   name: str
-  kind: str                 # 'image' | 'vector'
-  shape: tuple              # per-example shape of batch['x'], e.g. (28, 28, 1) or (2,)
+  kind: str                 # 'image' | 'vector' | 'text'
+  shape: tuple              # per-example shape of batch['x'], e.g. (28, 28, 1), (2,) or (seq_len,)
   levels: Optional[int]     # discrete values per dimension of x as the model sees it; None if continuous
   num_classes: Optional[int]
   num_examples: Dict[str, int]   # split name -> count
@@ -89,7 +98,7 @@ class TrainLoader:
     self.info = self._dataset.info
 
   def batch(self, step: int) -> Dict[str, np.ndarray]:
-    """{'x': float32 [B/P, *shape], 'label': int32 [B/P]} (label if the dataset has one)."""
+    """{'x': float32 [B/P, *shape] (text: int32), 'label': int32 [B/P]} (label if the dataset has one)."""
     if step < 0:
       raise ValueError(f'step must be >= 0, got {step}.')
     start = step * self._global_batch_size + self._process_index * self._local_batch_size
@@ -236,10 +245,15 @@ class _Dataset:
                         f"not {features['image'].np_dtype}.")
     elif 'point' in features:
       self._x_key, kind, self._levels = 'point', 'vector', None
+    elif 'text' in features:
+      self._x_key, kind, self._levels = 'text', 'text', 256
     else:
-      raise DataError(f"dataset {data_config.name!r} has neither an 'image' nor a 'point' feature "
+      raise DataError(f"dataset {data_config.name!r} has none of the features 'image', 'point', 'text' "
                       f"(it has {sorted(features.keys())}); jaxgen's pipeline reads one of those.")
-    shape = tuple(features[self._x_key].shape)
+    self._seq_len = int(data_config.get('seq_len', _DEFAULT_SEQ_LEN))
+    if kind == 'text' and self._seq_len < 1:
+      raise ConfigError(f'config.data.seq_len must be a positive number of bytes, got {self._seq_len}.')
+    shape = (self._seq_len,) if kind == 'text' else tuple(features[self._x_key].shape)
     self._image_size = int(data_config.get('image_size', 0))
     if self._image_size:
       if kind != 'image':
@@ -267,11 +281,12 @@ class _Dataset:
     if c.binarize and c.dequantize:
       raise ConfigError('config.data.binarize and config.data.dequantize exclude each other: set one.')
     if kind != 'image' and (c.binarize or c.dequantize):
-      raise ConfigError(f'config.data.binarize / dequantize apply to images; {c.name!r} is continuous.')
+      raise ConfigError(f'config.data.binarize / dequantize apply to images; {c.name!r} is '
+                        f"{'continuous' if kind == 'vector' else kind}.")
 
   def _num_examples(self) -> Dict[str, int]:
     splits = self._builder.info.splits
-    if splits:
+    if splits and self._x_key != 'text':  # a text split's examples are windows, not documents
       return {name: split.num_examples for name, split in splits.items()}
     # No split metadata (e.g. under tfds.testing.mock_data): count the splits we read.
     names = {self._config.train_split, self._config.eval_split}
@@ -281,7 +296,12 @@ class _Dataset:
     """The split, opened for reading (cached on this object), without `exclude_labels` examples."""
     if split not in self._splits:
       keys = (self._x_key, 'label') if self._has_label else (self._x_key,)
-      source = _open_split(self._builder, self._config.name, split, keys)
+      if self._x_key == 'text':
+        source = _TextSplit(_cached(self._builder, split, ('text', self._seq_len),
+                                    lambda: {'text': _text_windows(self._builder, self._config.name, split,
+                                                                   self._seq_len)})['text'])
+      else:
+        source = _open_split(self._builder, self._config.name, split, keys)
       excluded = tuple(int(k) for k in self._config.get('exclude_labels', ()))
       if excluded:
         if not self._has_label:
@@ -292,8 +312,10 @@ class _Dataset:
     return self._splits[split]
 
   def make_batch(self, examples: Dict[str, np.ndarray], noise_keys) -> Dict[str, np.ndarray]:
-    """Raw examples -> {'x': float32, 'label': int32}; noise_keys[i] seeds example i's noise."""
+    """Raw examples -> {'x': float32 (text: int32 bytes), 'label': int32}; noise_keys[i] seeds example i's noise."""
     x = examples[self._x_key]
+    if self._x_key == 'text':
+      return {'x': x.astype(np.int32)}
     if self._image_size:
       x = center_crop_resize(x, self._image_size)
     batch = {'x': self._preprocess(x, lambda: _uniform(noise_keys, x.shape[1:]))}
@@ -346,6 +368,45 @@ def center_crop_resize(images: np.ndarray, size: int) -> np.ndarray:
     resized = np.asarray(pil.resize((size, size), Image.LANCZOS), np.uint8)
     out.append(resized.reshape(size, size, image.shape[-1]))
   return np.stack(out)
+
+
+class _TextSplit:
+  """Windows [n, seq_len] uint8 of a text split's byte stream; same interface as _InMemorySplit."""
+
+  def __init__(self, windows: np.ndarray):
+    self._windows = windows
+
+  def __len__(self) -> int:
+    return len(self._windows)
+
+  def read(self, indices: np.ndarray) -> Dict[str, np.ndarray]:
+    return {'text': self._windows[indices]}
+
+
+def text_stream(documents, paths=None) -> np.ndarray:
+  """uint8 [N]: the documents (bytes) in `paths` order (if given), each followed by a 0 byte."""
+  order = np.argsort(np.asarray(paths, dtype=object), kind='stable') if paths is not None else range(len(documents))
+  return np.frombuffer(b''.join(bytes(documents[i]) + b'\0' for i in order), np.uint8)
+
+
+def _text_windows(builder, name: str, split: str, seq_len: int) -> np.ndarray:
+  """The split's byte stream (module docstring) padded with 0s and cut into windows: uint8 [n, seq_len]."""
+  try:
+    source = builder.as_data_source(split=split)
+    examples = [source[i] for i in range(len(source))]
+  except NotImplementedError:  # no ArrayRecord files: not prepared at all, or prepared as tfrecord
+    if not builder.is_prepared():
+      raise _not_prepared(name, builder) from None
+    examples = list(tfds.as_numpy(builder.as_dataset(split=split)))
+  except ValueError as e:  # e.g. an unknown split name
+    raise DataError(f'cannot read split {split!r} of dataset {name!r}: {e}') from e
+  paths = [e['path'] for e in examples] if examples and 'path' in examples[0] else None
+  stream = text_stream([e['text'] for e in examples], paths)
+  windows = -(-len(stream) // seq_len)
+  padded = np.zeros(windows * seq_len, np.uint8)
+  padded[:len(stream)] = stream
+  padded.setflags(write=False)
+  return padded.reshape(windows, seq_len)
 
 
 class _SubsetSplit:

@@ -23,6 +23,8 @@ EVALUATORS = Registry('config.evals entry', {
     'ood_auroc': 'jaxgen.evals.anomaly',
     'cas': 'jaxgen.evals.cas',
     'restoration': 'jaxgen.evals.restoration',
+    'ais': 'jaxgen.evals.ais',
+    'gibbs_chain': 'jaxgen.evals.ais',
 })
 register = EVALUATORS.register
 get = EVALUATORS.get

@@ -11,10 +11,16 @@ Metrics (mean squared error in [0, 1] pixel units, per pixel):
   denoise    Gaussian noise of std `noise_std` added: denoise_mse, and noisy_mse of the input
   superres   the image average-pooled by the model's superres_factor: superres_mse, and
              upsampled_mse of the nearest-neighbour upsampled input
+  reconstruct  no corruption: the method's `reconstruct` of the clean image (autoencoders):
+             reconstruct_mse (the PNG rows are original, reconstructed)
 
-The method must provide `inpaint`, `denoise` and `super_resolve` (jaxgen/methods/diffusion.py).
+denoise, superres and reconstruct also report <task>_psnr (and noisy_psnr, upsampled_psnr of the
+input): the mean over images of 10 log10(1 / that image's MSE), in dB for pixels in [0, 1].
+
+The method must provide `inpaint`, `denoise` and `super_resolve` (jaxgen/methods/diffusion.py),
+or override `reconstruct`, for the tasks asked of it.
 Config: every, num (default 16), seed, tasks (default ('inpaint', 'denoise')), mask, noise_std
-(default 0.2).
+(default 0.2), show (examples drawn in the PNG; default all num).
 """
 
 import jax
@@ -24,12 +30,18 @@ import numpy as np
 from jaxgen.core.mesh import replicated, round_up_to_shards, shard_batch, to_host
 from jaxgen.data import TrainLoader
 from jaxgen.errors import ConfigError
-from jaxgen.evals import register
+from jaxgen.evals import _overrides, register
 from jaxgen.evals.samples import write_examples
 from jaxgen.models.unet import downsample, upsample
 
-TASKS = {'inpaint': 'inpaint', 'denoise': 'denoise', 'superres': 'super_resolve'}
+TASKS = {'inpaint': 'inpaint', 'denoise': 'denoise', 'superres': 'super_resolve', 'reconstruct': 'reconstruct'}
 MASKS = ('bottom_half', 'right_half', 'center')
+
+
+def psnr(restored: np.ndarray, original: np.ndarray) -> float:
+  """Mean over images of 10 log10(1 / per-image MSE), dB (peak 1); an exact image counts as 100 dB."""
+  mse = ((restored - original) ** 2).reshape(len(original), -1).mean(-1)
+  return float(np.mean(10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))))
 
 
 def known_mask(shape, kind: str) -> np.ndarray:
@@ -49,7 +61,7 @@ def known_mask(shape, kind: str) -> np.ndarray:
 
 @register('restoration')
 class RestorationEvaluator:
-  KEYS = ('num', 'seed', 'tasks', 'mask', 'noise_std')
+  KEYS = ('num', 'seed', 'tasks', 'mask', 'noise_std', 'show')
 
   def __init__(self, eval_config, ctx):
     self.ctx = ctx
@@ -57,7 +69,7 @@ class RestorationEvaluator:
     for task in self.tasks:
       if task not in TASKS:
         raise ConfigError(f'config.evals.restoration.tasks has {task!r}; valid tasks: {tuple(TASKS)}.')
-      if not hasattr(ctx.method, TASKS[task]):
+      if not hasattr(ctx.method, TASKS[task]) or (task == 'reconstruct' and not _overrides(ctx.method, task)):
         raise ConfigError(f'config.evals.restoration task {task!r} needs {type(ctx.method).__name__}.'
                           f'{TASKS[task]}, which it does not define; remove the task.')
     if 'superres' in self.tasks and not getattr(ctx.method, 'superres_factor', 0):
@@ -67,6 +79,7 @@ class RestorationEvaluator:
     self.seed = int(eval_config.get('seed', 0))
     self.mask = jnp.asarray(known_mask(ctx.info.shape, eval_config.get('mask', 'bottom_half')))
     self.noise_std = float(eval_config.get('noise_std', 0.2))
+    self.show = int(eval_config.get('show', 0) or self.num)
     self._examples = TrainLoader(ctx.config.data, self.num, self.seed, jax.process_index(), jax.process_count(),
                                  split=ctx.config.data.eval_split)
     self._restore = {task: jax.jit(getattr(self, f'_{task}'), out_shardings=replicated(ctx.mesh))
@@ -89,6 +102,9 @@ class RestorationEvaluator:
     low = downsample(x, f)
     return x, upsample(low, f), self.ctx.method.super_resolve(params, rng, low, label=batch.get('label'))
 
+  def _reconstruct(self, params, batch, rng):
+    return batch['x'], batch['x'], self.ctx.method.reconstruct(params, batch, rng)
+
   def __call__(self, state, step):
     batch = self._examples.batch(0)
     if not self.ctx.method.conditional:
@@ -99,8 +115,10 @@ class RestorationEvaluator:
       original, corrupted, restored = (np.asarray(to_host(a)) for a in self._restore[task](
           params, shard_batch(batch, self.ctx.mesh), jax.random.PRNGKey(self.seed + i)))
       rows = []
-      for start in range(0, self.num, 8):
-        rows += [original[start:start + 8], np.clip(corrupted[start:start + 8], 0, 1), restored[start:start + 8]]
+      for start in range(0, min(self.show, self.num), 8):
+        end = min(start + 8, self.show)
+        rows += [original[start:end]] + ([] if task == 'reconstruct' else [np.clip(corrupted[start:end], 0, 1)])
+        rows += [restored[start:end]]
       write_examples(self.ctx, f'restoration_{task}', step, np.concatenate(rows), columns=8)
       err = (restored - original) ** 2
       if task == 'inpaint':
@@ -110,7 +128,12 @@ class RestorationEvaluator:
       elif task == 'denoise':
         metrics['denoise_mse'] = float(err.mean())
         metrics['noisy_mse'] = float(((corrupted - original) ** 2).mean())
-      else:
+        metrics['denoise_psnr'], metrics['noisy_psnr'] = psnr(restored, original), psnr(corrupted, original)
+      elif task == 'superres':
         metrics['superres_mse'] = float(err.mean())
         metrics['upsampled_mse'] = float(((corrupted - original) ** 2).mean())
+        metrics['superres_psnr'], metrics['upsampled_psnr'] = psnr(restored, original), psnr(corrupted, original)
+      else:
+        metrics['reconstruct_mse'] = float(err.mean())
+        metrics['reconstruct_psnr'] = psnr(restored, original)
     return metrics

@@ -1,6 +1,6 @@
-"""`samples` and `reconstructions`: PNG grids (scatter plots for 2-D data) plus raw .npy.
+"""`samples` and `reconstructions`: PNG grids (scatter plots for 2-D data; .txt for text) plus raw .npy.
 
-Files go to WORKDIR/samples/<name>_<step>.png and .npy. Sampling uses a fixed
+Files go to WORKDIR/samples/<name>_<step>.png (or .txt) and .npy. Sampling uses a fixed
 rng (`seed`), so the same checkpoint always gives the same picture.
 """
 
@@ -16,18 +16,31 @@ from jaxgen.evals import register, require_sampler
 from jaxgen.logging import save_image_grid, save_scatter
 
 
+def write_text(path: str, examples: np.ndarray) -> None:
+  """Byte sequences [N, L] (values 0..255) as one UTF-8 text file: each under a header line, its
+  bytes decoded as UTF-8 with undecodable bytes replaced by U+FFFD, and the 0 byte (the end of a
+  document in jaxgen's text streams, jaxgen.data.pipeline) written as a line '[EOF]'."""
+  with open(path, 'w', encoding='utf-8') as f:
+    for i, sequence in enumerate(np.asarray(examples, np.uint8).reshape(len(examples), -1)):
+      text = bytes(sequence).decode('utf-8', errors='replace').replace('\0', '\n[EOF]\n')
+      f.write(f'===== sample {i} =====\n{text}\n')
+
+
 def write_examples(ctx, name: str, step: int, examples: np.ndarray, columns=None) -> str:
-  """Save examples as a grid PNG (images) or scatter PNG (2-D points) and .npy; returns the PNG path."""
+  """Save examples as a grid PNG (images), scatter PNG (2-D points) or .txt (text) and .npy; returns the
+  PNG (text: .txt) path."""
   directory = os.path.join(ctx.workdir, 'samples')
   stem = os.path.join(directory, f'{name}_{step:07d}')
   if ctx.is_main:
     os.makedirs(directory, exist_ok=True)
     np.save(stem + '.npy', examples)
-    if ctx.info.kind == 'image':
+    if ctx.info.kind == 'text':
+      write_text(stem + '.txt', examples)
+    elif ctx.info.kind == 'image':
       save_image_grid(stem + '.png', examples, columns=columns, scale=max(1, 64 // ctx.info.shape[0]))
     elif examples.ndim == 2 and examples.shape[1] == 2:
       save_scatter(stem + '.png', examples)
-  return stem + '.png'
+  return stem + ('.txt' if ctx.info.kind == 'text' else '.png')
 
 
 @register('samples')

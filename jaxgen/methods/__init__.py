@@ -4,8 +4,11 @@ from jaxgen.registry import Registry
 
 METHODS = Registry('config.method.name', {
     'vae': 'jaxgen.methods.vae',
+    'autoencoder': 'jaxgen.methods.autoencoder',
     'classifier': 'jaxgen.methods.classifier',
     'nade': 'jaxgen.methods.nade',
+    'hmm': 'jaxgen.methods.hmm',
+    'gmm': 'jaxgen.methods.gmm',
     'made': 'jaxgen.methods.made',
     'maf': 'jaxgen.methods.maf',
     'realnvp': 'jaxgen.methods.flows',
@@ -15,6 +18,8 @@ METHODS = Registry('config.method.name', {
     'ddpm': 'jaxgen.methods.diffusion',
     'gan': 'jaxgen.methods.gan',
     'pix2pix': 'jaxgen.methods.pix2pix',
+    'rbm': 'jaxgen.methods.rbm',
+    'dbn': 'jaxgen.methods.dbn',
 })
 register = METHODS.register
 get = METHODS.get

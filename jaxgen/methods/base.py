@@ -27,6 +27,7 @@ from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from jaxgen.core.state import TrainState
@@ -44,6 +45,17 @@ def require_discrete_images(info, family: str):
         f'{family} needs discrete data (a distribution over `levels` values per sub-pixel), but dataset '
         f'{info.name!r} has levels={info.levels}, dequantized={info.dequantized}. Set '
         'config.data.dequantize=False.')
+
+
+def method_settings(config, defaults: dict, family: str):
+  """config.method's values over `defaults` (a ConfigDict of every key in `defaults`); ConfigError
+  naming the valid keys when config.method holds one that `defaults` does not (besides 'name')."""
+  m = config.method
+  unknown = sorted(set(m.keys()) - set(defaults) - {'name'})
+  if unknown:
+    raise ConfigError(f'config.method has unknown key(s) {", ".join(unknown)} for the {family}; valid keys: '
+                      f'{", ".join(sorted(defaults))}.')
+  return ml_collections.ConfigDict({k: m.get(k, v) for k, v in defaults.items()})
 
 
 class Method:

@@ -37,14 +37,13 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from jaxgen.core.optim import make_optimizer
 from jaxgen.core.state import TrainState, step_rng
 from jaxgen.errors import ConfigError
 from jaxgen.methods import ada, register
-from jaxgen.methods.base import Method
+from jaxgen.methods.base import Method, method_settings
 from jaxgen.models import gan_nets
 
 LOSSES = ('nonsaturating', 'hinge', 'wasserstein')
@@ -123,12 +122,7 @@ class GAN(Method):
 
   def __init__(self, config, info):
     super().__init__(config, info)
-    m = config.method
-    unknown = sorted(set(m.keys()) - set(DEFAULTS) - {'name'})
-    if unknown:
-      raise ConfigError(f'config.method has unknown key(s) {", ".join(unknown)} for the GAN; valid keys: '
-                        f'{", ".join(sorted(DEFAULTS))}.')
-    self.hp = ml_collections.ConfigDict({k: m.get(k, v) for k, v in DEFAULTS.items()})
+    self.hp = method_settings(config, DEFAULTS, 'GAN')
     hp = self.hp
     if hp.loss not in LOSSES:
       raise ConfigError(f'config.method.loss={hp.loss!r} is not one of {", ".join(LOSSES)}.')

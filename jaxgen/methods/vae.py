@@ -50,7 +50,7 @@ from jaxgen.core.state import TrainState, step_rng
 from jaxgen.errors import ConfigError
 from jaxgen.methods import register
 from jaxgen.methods.base import Method
-from jaxgen.models.conv import ConvDecoder, ConvEncoder
+from jaxgen.models.conv import ConvDecoder, ConvEncoder, check_encoder_arch
 from jaxgen.models.mlp import MLP
 
 # Decoder name -> number of per-dimension parameters the decoder network outputs.
@@ -90,15 +90,7 @@ class VAE(Method):
   def _validate(self):
     """ConfigError for architecture/decoder choices that do not fit the data."""
     m, info = self.config.model, self.info
-    if m.arch not in ('mlp', 'conv'):
-      raise ConfigError(f"config.model.arch={m.arch!r} is not one of 'mlp', 'conv'.")
-    if m.arch == 'conv':
-      n = len(m.channels)
-      if len(self.shape) != 3 or n == 0 or self.shape[0] % 2 ** n or self.shape[1] % 2 ** n:
-        raise ConfigError(
-            f'config.model.arch=conv needs images whose height and width are divisible by '
-            f'2**len(config.model.channels) = {2 ** n} (and at least one channel entry); '
-            f'dataset {info.name!r} has shape {self.shape}. Use arch=mlp or fewer channels.')
+    check_encoder_arch(m, self.shape, info.name)
     if self.num_classes < 0:
       raise ConfigError(f'config.model.num_classes must be >= 0 (0 = unconditional), got {self.num_classes}.')
     if self.conditional and not info.num_classes:

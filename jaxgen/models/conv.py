@@ -13,6 +13,7 @@ from typing import Callable, Sequence, Tuple
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxgen.errors import ConfigError
 from jaxgen.models.mlp import dense
 
 _KERNEL_AXES = (None, None, 'conv_in', 'conv_out')
@@ -39,6 +40,20 @@ def _conv_kwargs():
       kernel_size=(3, 3), strides=(2, 2), padding='SAME',
       kernel_init=conv_kernel_init(),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('conv_out',)))
+
+
+def check_encoder_arch(model_config, shape, dataset: str) -> None:
+  """ConfigError unless config.model.arch is 'mlp' or 'conv' and, for 'conv', `shape` is [H, W, C] with
+  H and W divisible by 2**len(model_config.channels) (the encoder halves them once per entry)."""
+  if model_config.arch not in ('mlp', 'conv'):
+    raise ConfigError(f"config.model.arch={model_config.arch!r} is not one of 'mlp', 'conv'.")
+  if model_config.arch == 'conv':
+    n = len(model_config.channels)
+    if len(shape) != 3 or n == 0 or shape[0] % 2 ** n or shape[1] % 2 ** n:
+      raise ConfigError(
+          f'config.model.arch=conv needs images whose height and width are divisible by '
+          f'2**len(config.model.channels) = {2 ** n} (and at least one channel entry); '
+          f'dataset {dataset!r} has shape {tuple(shape)}. Use arch=mlp or fewer channels.')
 
 
 class ConvEncoder(nn.Module):
