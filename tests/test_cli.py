@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from jaxgen.logging import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,6 +60,7 @@ def test_eval_without_checkpoint_message(tmp_path):
   assert 'error: No checkpoint in' in done.stderr and 'train first' in done.stderr
 
 
+@pytest.mark.slow  # ~70 s (two interpreter launches); test_train covers the preemption path in-process
 def test_sigterm_saves_a_restorable_checkpoint(tmp_path):
   workdir = str(tmp_path / 'run')
   args = [sys.executable, '-m', 'jaxgen.main', f'--config={SMOKE}', f'--workdir={workdir}',

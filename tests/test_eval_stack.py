@@ -314,6 +314,7 @@ def test_anomaly_smoke_config_reports_every_ood_auroc(tmp_path):
     assert 0.0 <= last[f'ood_auroc_{name}'] <= 1.0
 
 
+@pytest.mark.slow  # ~20 s: trains, then evaluates twice
 def test_mode_eval_on_a_trained_vae_is_deterministic(tmp_path, digits_classifier):
   """`--mode=eval` twice on one checkpoint: the same FD/KID/PR/IS and NLL, from the EMA parameters."""
   config = config_file('vae/digits.py')  # the smoke variant, plus sample quality and EMA

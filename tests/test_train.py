@@ -125,7 +125,8 @@ def test_resume_is_bitwise_exact(tmp_path, monkeypatch):
   assert loss('resumed')[15] == loss('straight')[15] and loss('resumed')[20] == loss('straight')[20]
 
 
-@pytest.mark.parametrize('first,second', [(8, 1), (1, 8)])
+# 8 -> 1 is slow (~20 s); 1 -> 8 stays in the default suite.
+@pytest.mark.parametrize('first,second', [pytest.param(8, 1, marks=pytest.mark.slow), (1, 8)])
 def test_restore_across_meshes(tmp_path, monkeypatch, first, second):
   """Save on `first` devices (FSDP when 8), resume on `second`, and match an uninterrupted 1-device run."""
   mesh = lambda n: {'mesh.fsdp': 2, 'mesh.data': -1} if n == 8 else {}
