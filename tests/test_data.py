@@ -92,7 +92,7 @@ def test_toy2d_ring8_dataset_is_the_sampler(cfg):
 
 def test_toy2d_builder_configs():
   assert data.OFFLINE_DATASETS == ('mnist5k', 'digits', 'toy2d/ring8', 'toy2d/grid25',
-                                   'toy2d/checkerboard', 'toy2d/moons', 'pysource')
+                                   'toy2d/checkerboard', 'toy2d/moons', 'pysource', 'pysource_prompts')
   assert [c.name for c in toy2d.Toy2d.BUILDER_CONFIGS] == list(toy2d.CONFIG_NAMES)
 
 

@@ -84,7 +84,9 @@ def test_windows_have_the_configured_length_and_the_data_info_says_text():
     assert (info.kind, info.shape, info.levels, info.dequantized, info.num_classes) == ('text', (seq_len,), 256,
                                                                                       False, None)
     batch = data.TrainLoader(config, 8, seed=0).batch(0)
-    assert set(batch) == {'x'} and batch['x'].shape == (8, seq_len) and batch['x'].dtype == np.int32
+    assert set(batch) == {'x', 'num_bytes'} and batch['x'].shape == (8, seq_len) and batch['x'].dtype == np.int32
+    # Bits per byte divide by num_bytes: for bytes every window is seq_len bytes, padding included.
+    assert batch['num_bytes'].dtype == np.float32 and (batch['num_bytes'] == seq_len).all()
   # Default window: 256 bytes when config.data.seq_len is absent.
   config = text_config()
   del config['seq_len']

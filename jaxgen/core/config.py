@@ -17,6 +17,7 @@ def base_config() -> ml_collections.ConfigDict:
   """Shared keys with defaults; families add theirs under `model` and `method`."""
   c = ml_collections.ConfigDict()
   c.method = ml_collections.ConfigDict({'name': ''})
+  c.init_from = ''                 # a run's workdir: start from its (latest, non-EMA) parameters (fine-tuning)
   c.model = ml_collections.ConfigDict()
 
   c.data = ml_collections.ConfigDict()
@@ -29,7 +30,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.max_eval_examples = 0     # 0 = the whole eval split; N = a fixed random subset of N
   c.data.max_train_examples = 0    # 0 = the whole train split; N = a fixed random subset of N (limited data)
   c.data.image_size = 0            # 0 = images as stored; N = central square crop resized to N x N
-  c.data.seq_len = 256            # text (pysource, ...): bytes per example window
+  c.data.seq_len = 256             # text (pysource, ...): tokens per example window
+  c.data.tokenizer = 'byte'        # text: 'byte' | 'sentencepiece' (trained on the train split, cached)
+  c.data.vocab_size = 1024         # sentencepiece vocabulary size
+  c.data.sp_model_type = 'bpe'     # sentencepiece 'bpe' | 'unigram'
+  c.data.path_prefix = ''          # datasets with a `path` feature: keep documents under these comma-separated prefixes
   c.data.exclude_labels = ()       # labels removed from every split (held-out-class anomaly detection)
   c.data.prefetch = 2              # host batches prepared ahead of the device
 

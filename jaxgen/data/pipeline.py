@@ -1,15 +1,35 @@
 """The deterministic host data pipeline over TFDS (DESIGN.md, "Data").
 
 `config.data.name` is any TFDS name. The offline datasets of
-`jaxgen.data.builders` (mnist5k, digits, toy2d/*, pysource) are prepared on
+`jaxgen.data.builders` (mnist5k, digits, toy2d/*, pysource, pysource_prompts) are prepared on
 first use; every other dataset must have been prepared by the user (`tfds build`).
 
-Text (a dataset with a `text` feature of bytes, e.g. pysource): a split is one
-byte stream, its documents in `path` order (else stored order), each followed by
-a 0 byte, padded with 0 bytes to a multiple of `config.data.seq_len` (default
-256) and cut into non-overlapping windows of seq_len bytes. The windows are the
-split's examples: batch['x'] is int32 byte values [B, seq_len], DataInfo(kind='text',
-shape=(seq_len,), levels=256), and num_examples counts windows.
+Text (a dataset with a `text` feature, e.g. pysource, lm1b, tiny_shakespeare): a
+split is one token stream, its documents in `path` order (else stored order), each
+encoded by the tokenizer of `config.data.tokenizer` (jaxgen.data.tokenizers; default
+'byte': the token ids are the bytes) and followed by the tokenizer's document
+separator (eos_id; for bytes the 0 byte), padded with separators to a multiple of
+`config.data.seq_len` (default 256) and cut into non-overlapping windows of seq_len
+tokens. The windows are the split's examples: batch['x'] is int32 token ids [B,
+seq_len] and batch['num_bytes'] float32 [B] the number of bytes each window decodes
+to (the separator and its padding count one byte each, so for bytes it is seq_len;
+bits per byte divide by it), DataInfo(kind='text', shape=(seq_len,),
+levels=tokenizer.vocab_size, tokenizer=the Tokenizer), and num_examples counts
+windows. `config.data.path_prefix` ('json/' or 'json/,email/') keeps only the
+documents whose `path` starts with one of the comma-separated prefixes (pysource: one
+package's files). Streams are cached in memory per (split, seq_len, tokenizer, prefix).
+
+Prompts (a dataset with a `prompt` feature of fixed-length byte strings and no `chosen`, e.g.
+pysource_prompts, whose prompts are the first 16 bytes of lines of code): batch['x'] is the prompts'
+bytes as int32 [B, P], DataInfo(kind='prompts', shape=(P,), levels=256,
+tokenizer=ByteTokenizer()). Preference pairs (features `prompt` [P], `chosen` and `rejected` [C]
+(uint8 bytes), `chosen_len` and `rejected_len` (int32: the bytes of each completion that count, see
+jaxgen.data.builders.pysource_prompts), e.g. syntax_pairs/<config> written by
+experiments/preference_pairs.py): batch = {'x': int32 [B, P] (the prompts), 'chosen': int32 [B, C],
+'rejected': int32 [B, C], 'chosen_len': int32 [B], 'rejected_len': int32 [B]},
+DataInfo(kind='pairs', shape=(P,), levels=256, tokenizer=ByteTokenizer()). Both are bytes only
+(config.data.tokenizer must be 'byte') and read whole examples (no seq_len, no path_prefix); they
+are batched, indexed by step and evaluated like every other kind.
 
 Determinism: the training batch for step `k` is a pure function of
 `(seed, k, process_index)`, so a run resumed at step `k` sees exactly the
@@ -35,12 +55,12 @@ import math
 import os
 import queue
 import threading
-from typing import Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxgen.data import builders
+from jaxgen.data import builders, tokenizers
 from jaxgen.errors import ConfigError, DataError
 
 # Window length of text datasets when config.data.seq_len is absent.
@@ -52,18 +72,22 @@ _DEFAULT_IMAGE_LEVELS = 256
 _MAX_IN_MEMORY_BYTES = 2 << 30
 # First word of the noise generators' keys, so their streams never coincide.
 _TRAIN_NOISE, _EVAL_NOISE, _TRAIN_SUBSET = 1, 2, 3
+# The features of a preference-pairs dataset (module docstring), as its batches name them.
+_PAIR_FEATURES = {'prompt': 'x', 'chosen': 'chosen', 'rejected': 'rejected', 'chosen_len': 'chosen_len',
+                  'rejected_len': 'rejected_len'}
 
 
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
   """What a model needs to know about the data, as the pipeline delivers it."""
   name: str
-  kind: str                 # 'image' | 'vector' | 'text'
+  kind: str                 # 'image' | 'vector' | 'text' | 'prompts' | 'pairs'
   shape: tuple              # per-example shape of batch['x'], e.g. (28, 28, 1), (2,) or (seq_len,)
   levels: Optional[int]     # discrete values per dimension of x as the model sees it; None if continuous
   num_classes: Optional[int]
   num_examples: Dict[str, int]   # split name -> count
   dequantized: bool         # x carries uniform dequantization noise
+  tokenizer: Optional[Any] = None   # text: the jaxgen.data.tokenizers.Tokenizer of the ids; else None
 
 
 def data_dir(data_config) -> str:
@@ -246,13 +270,23 @@ class _Dataset:
     elif 'point' in features:
       self._x_key, kind, self._levels = 'point', 'vector', None
     elif 'text' in features:
-      self._x_key, kind, self._levels = 'text', 'text', 256
+      self._x_key, kind = 'text', 'text'
+    elif 'chosen' in features:
+      self._x_key, kind = 'prompt', 'pairs'
+      _check_pair_features(data_config.name, features)
+    elif 'prompt' in features:
+      self._x_key, kind = 'prompt', 'prompts'
     else:
-      raise DataError(f"dataset {data_config.name!r} has none of the features 'image', 'point', 'text' "
+      raise DataError(f"dataset {data_config.name!r} has none of the features 'image', 'point', 'text', 'prompt' "
                       f"(it has {sorted(features.keys())}); jaxgen's pipeline reads one of those.")
+    self._kind = kind
     self._seq_len = int(data_config.get('seq_len', _DEFAULT_SEQ_LEN))
     if kind == 'text' and self._seq_len < 1:
-      raise ConfigError(f'config.data.seq_len must be a positive number of bytes, got {self._seq_len}.')
+      raise ConfigError(f'config.data.seq_len must be a positive number of tokens, got {self._seq_len}.')
+    self._prefixes = path_prefixes(data_config)
+    if self._prefixes and 'path' not in features:
+      raise ConfigError(f'config.data.path_prefix={data_config.path_prefix!r} keeps the documents whose path '
+                        f"starts with it, but dataset {data_config.name!r} has no 'path' feature; set it to ''.")
     shape = (self._seq_len,) if kind == 'text' else tuple(features[self._x_key].shape)
     self._image_size = int(data_config.get('image_size', 0))
     if self._image_size:
@@ -265,6 +299,11 @@ class _Dataset:
     label = features['label'] if 'label' in features else None
     self._has_label = isinstance(label, tfds.features.ClassLabel)
     self._check_preprocessing(kind)
+    self._tokenizer = tokenizers.get_tokenizer(data_config) if kind == 'text' else None
+    if kind in ('prompts', 'pairs'):
+      self._tokenizer = tokenizers.ByteTokenizer()
+    if self._tokenizer is not None:
+      self._levels = self._tokenizer.vocab_size
     binarized = bool(data_config.binarize)
     self._splits = {}
     self.info = DataInfo(
@@ -272,7 +311,8 @@ class _Dataset:
         levels=2 if binarized else self._levels,
         num_classes=label.num_classes if self._has_label else None,
         num_examples=self._num_examples(),
-        dequantized=bool(data_config.dequantize))
+        dequantized=bool(data_config.dequantize),
+        tokenizer=self._tokenizer)
 
   def _check_preprocessing(self, kind: str) -> None:
     c = self._config
@@ -283,6 +323,16 @@ class _Dataset:
     if kind != 'image' and (c.binarize or c.dequantize):
       raise ConfigError(f'config.data.binarize / dequantize apply to images; {c.name!r} is '
                         f"{'continuous' if kind == 'vector' else kind}.")
+    if kind in ('prompts', 'pairs'):
+      if c.get('tokenizer', 'byte') not in ('', 'byte'):
+        raise ConfigError(f"config.data.tokenizer={c.tokenizer!r}: dataset {c.name!r} holds {kind} of raw bytes, "
+                          "read by byte-level models only. Set config.data.tokenizer='byte'.")
+      if self._prefixes:
+        raise ConfigError(f'config.data.path_prefix={c.path_prefix!r} selects documents of text datasets; {c.name!r} '
+                          f"holds {kind}. Set it to ''.")
+    if kind != 'text' and c.get('tokenizer', 'byte') not in ('', 'byte'):
+      raise ConfigError(f'config.data.tokenizer={c.tokenizer!r} tokenizes text; {c.name!r} is '
+                        f"{'continuous' if kind == 'vector' else kind} data. Set it to 'byte'.")
 
   def _num_examples(self) -> Dict[str, int]:
     splits = self._builder.info.splits
@@ -296,10 +346,12 @@ class _Dataset:
     """The split, opened for reading (cached on this object), without `exclude_labels` examples."""
     if split not in self._splits:
       keys = (self._x_key, 'label') if self._has_label else (self._x_key,)
+      if self._kind == 'pairs':
+        keys = tuple(_PAIR_FEATURES)
       if self._x_key == 'text':
-        source = _TextSplit(_cached(self._builder, split, ('text', self._seq_len),
-                                    lambda: {'text': _text_windows(self._builder, self._config.name, split,
-                                                                   self._seq_len)})['text'])
+        key = ('text', self._seq_len, self._tokenizer.fingerprint, self._prefixes)
+        source = _TextSplit(**_cached(self._builder, split, key, lambda: _text_windows(
+            _documents(self._builder, self._config.name, split, self._prefixes), self._tokenizer, self._seq_len)))
       else:
         source = _open_split(self._builder, self._config.name, split, keys)
       excluded = tuple(int(k) for k in self._config.get('exclude_labels', ()))
@@ -312,9 +364,14 @@ class _Dataset:
     return self._splits[split]
 
   def make_batch(self, examples: Dict[str, np.ndarray], noise_keys) -> Dict[str, np.ndarray]:
-    """Raw examples -> {'x': float32 (text: int32 bytes), 'label': int32}; noise_keys[i] seeds example i's noise."""
+    """Raw examples -> {'x': float32, 'label': int32} (text: {'x': int32 ids, 'num_bytes': float32}; prompts
+    and pairs: int32 bytes, module docstring); noise_keys[i] seeds example i's noise."""
     x = examples[self._x_key]
     if self._x_key == 'text':
+      return {'x': x.astype(np.int32), 'num_bytes': examples['num_bytes'].astype(np.float32)}
+    if self._kind == 'pairs':
+      return {name: examples[key].astype(np.int32) for key, name in _PAIR_FEATURES.items()}
+    if self._kind == 'prompts':
       return {'x': x.astype(np.int32)}
     if self._image_size:
       x = center_crop_resize(x, self._image_size)
@@ -371,42 +428,98 @@ def center_crop_resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 class _TextSplit:
-  """Windows [n, seq_len] uint8 of a text split's byte stream; same interface as _InMemorySplit."""
+  """A text split's windows [n, seq_len] (token ids) and their decoded sizes num_bytes [n]; same interface
+  as _InMemorySplit."""
 
-  def __init__(self, windows: np.ndarray):
-    self._windows = windows
+  def __init__(self, windows: np.ndarray, num_bytes: np.ndarray):
+    self._windows, self._num_bytes = windows, num_bytes
 
   def __len__(self) -> int:
     return len(self._windows)
 
   def read(self, indices: np.ndarray) -> Dict[str, np.ndarray]:
-    return {'text': self._windows[indices]}
+    return {'text': self._windows[indices], 'num_bytes': self._num_bytes[indices]}
 
 
-def text_stream(documents, paths=None) -> np.ndarray:
-  """uint8 [N]: the documents (bytes) in `paths` order (if given), each followed by a 0 byte."""
-  order = np.argsort(np.asarray(paths, dtype=object), kind='stable') if paths is not None else range(len(documents))
-  return np.frombuffer(b''.join(bytes(documents[i]) + b'\0' for i in order), np.uint8)
+def _check_pair_features(name: str, features) -> None:
+  """DataError unless `features` are those of a preference-pairs dataset (module docstring)."""
+  missing = sorted(set(_PAIR_FEATURES) - set(features.keys()))
+  if missing:
+    raise DataError(f"dataset {name!r} has a 'chosen' feature but lacks {', '.join(missing)}: a preference-pairs "
+                    f"dataset has {', '.join(_PAIR_FEATURES)} (experiments/preference_pairs.py writes one).")
+  shapes = {k: tuple(features[k].shape) for k in _PAIR_FEATURES}
+  if (len(shapes['prompt']) != 1 or len(shapes['chosen']) != 1 or shapes['chosen'] != shapes['rejected']
+      or shapes['chosen_len'] != () or shapes['rejected_len'] != ()):
+    raise DataError(f'dataset {name!r}: a preference-pairs dataset has prompt [P], chosen and rejected [C] and '
+                    f'scalar chosen_len and rejected_len; got shapes {shapes}.')
 
 
-def _text_windows(builder, name: str, split: str, seq_len: int) -> np.ndarray:
-  """The split's byte stream (module docstring) padded with 0s and cut into windows: uint8 [n, seq_len]."""
-  try:
-    source = builder.as_data_source(split=split)
-    examples = [source[i] for i in range(len(source))]
-  except NotImplementedError:  # no ArrayRecord files: not prepared at all, or prepared as tfrecord
-    if not builder.is_prepared():
-      raise _not_prepared(name, builder) from None
-    examples = list(tfds.as_numpy(builder.as_dataset(split=split)))
-  except ValueError as e:  # e.g. an unknown split name
-    raise DataError(f'cannot read split {split!r} of dataset {name!r}: {e}') from e
-  paths = [e['path'] for e in examples] if examples and 'path' in examples[0] else None
-  stream = text_stream([e['text'] for e in examples], paths)
+def path_prefixes(data_config) -> tuple:
+  """config.data.path_prefix as a tuple of prefixes: 'json/,email/' -> ('json/', 'email/'), '' -> ()."""
+  return tuple(p.strip() for p in str(data_config.get('path_prefix', '') or '').split(',') if p.strip())
+
+
+def dataset_id(data_config) -> str:
+  """The TFDS full name of config.data's dataset, e.g. 'pysource/py3.11.7/1.0.0' (preparing it if offline)."""
+  return _builder(data_config.name, data_dir(data_config)).info.full_name
+
+
+def split_documents(data_config, split: str, prefixes=()) -> List[bytes]:
+  """The documents (bytes) of a text split in stream order: by `path` where the dataset has one, else as
+  stored; only those whose path starts with one of `prefixes` if any are given."""
+  builder = _builder(data_config.name, data_dir(data_config))
+  return _documents(builder, data_config.name, split, tuple(prefixes))
+
+
+def _documents(builder, name: str, split: str, prefixes: tuple) -> List[bytes]:
+  """split_documents of an opened builder (the whole split read once, then cached)."""
+
+  def load():
+    try:
+      source = builder.as_data_source(split=split)
+      examples = [source[i] for i in range(len(source))]
+    except NotImplementedError:  # no ArrayRecord files: not prepared at all, or prepared as tfrecord
+      if not builder.is_prepared():
+        raise _not_prepared(name, builder) from None
+      examples = list(tfds.as_numpy(builder.as_dataset(split=split)))
+    except ValueError as e:  # e.g. an unknown split name
+      raise DataError(f'cannot read split {split!r} of dataset {name!r}: {e}') from e
+    texts = [_as_bytes(e['text']) for e in examples]
+    paths = [_as_bytes(e['path']) for e in examples] if examples and 'path' in examples[0] else None
+    if paths is not None:
+      order = sorted(range(len(paths)), key=paths.__getitem__)  # stable: equal paths keep stored order
+      texts, paths = [texts[i] for i in order], [paths[i] for i in order]
+    return {'text': texts, 'path': paths}
+
+  documents = _cached(builder, split, ('documents',), load)
+  if not prefixes:
+    return documents['text']
+  encoded = tuple(p.encode('utf-8') for p in prefixes)
+  kept = [t for t, p in zip(documents['text'], documents['path']) if p.startswith(encoded)]
+  if not kept:
+    directories = sorted({p.split(b'/')[0].decode('utf-8', 'replace') + '/' for p in documents['path'] if b'/' in p})
+    raise ConfigError(f'config.data.path_prefix={",".join(prefixes)!r} matches no document of split {split!r} '
+                      f"of {name!r}. Use prefixes with files in every split read; this split's directories "
+                      f'include {", ".join(map(repr, directories[:12]))}.')
+  return kept
+
+
+def _as_bytes(value) -> bytes:
+  return value.encode('utf-8') if isinstance(value, str) else bytes(value)
+
+
+def _text_windows(documents: List[bytes], tokenizer, seq_len: int) -> Dict[str, np.ndarray]:
+  """{'windows': ids [n, seq_len] of the documents' token stream (module docstring) padded with separators,
+  'num_bytes': float32 [n] the bytes each window decodes to}."""
+  stream = tokenizer.stream(documents)
   windows = -(-len(stream) // seq_len)
-  padded = np.zeros(windows * seq_len, np.uint8)
+  padded = np.full(windows * seq_len, tokenizer.eos_id, stream.dtype)
   padded[:len(stream)] = stream
+  padded = padded.reshape(windows, seq_len)
+  num_bytes = tokenizer.num_bytes(padded).astype(np.float32)
   padded.setflags(write=False)
-  return padded.reshape(windows, seq_len)
+  num_bytes.setflags(write=False)
+  return {'windows': padded, 'num_bytes': num_bytes}
 
 
 class _SubsetSplit:
@@ -439,7 +552,7 @@ class _RandomAccessSplit:
 
 # (data path, split, keys) -> decoded arrays of splits held in memory.
 _IN_MEMORY: Dict[tuple, Dict[str, np.ndarray]] = {}
-_IN_MEMORY_LOCK = threading.Lock()
+_IN_MEMORY_LOCK = threading.RLock()  # reentrant: a load may read another cached entry
 
 
 def _open_split(builder, name: str, split: str, keys):
@@ -460,7 +573,12 @@ def _open_split(builder, name: str, split: str, keys):
   return _RandomAccessSplit(source, keys)
 
 
-def _cached(builder, split, keys, load) -> Dict[str, np.ndarray]:
+def _cached(builder, split, keys, load) -> Dict[str, Any]:
+  """load(), kept for the process's lifetime under (the builder's data path, split, keys). Not kept when
+  the builder has no split metadata (tfds.testing.mock_data, whose data path is the same whatever it
+  generates)."""
+  if not builder.info.splits:
+    return load()
   key = (os.fspath(builder.data_path), split, keys)
   with _IN_MEMORY_LOCK:
     if key not in _IN_MEMORY:

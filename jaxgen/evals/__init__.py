@@ -25,6 +25,9 @@ EVALUATORS = Registry('config.evals entry', {
     'restoration': 'jaxgen.evals.restoration',
     'ais': 'jaxgen.evals.ais',
     'gibbs_chain': 'jaxgen.evals.ais',
+    'token_loss': 'jaxgen.evals.token_loss',
+    'preference_accuracy': 'jaxgen.evals.preference_accuracy',
+    'syntax': 'jaxgen.evals.syntax',
 })
 register = EVALUATORS.register
 get = EVALUATORS.get

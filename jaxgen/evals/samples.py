@@ -12,17 +12,20 @@ import numpy as np
 
 from jaxgen.core.mesh import replicated, round_up_to_shards, shard_batch, to_host
 from jaxgen.data import TrainLoader
+from jaxgen.data.tokenizers import ByteTokenizer
 from jaxgen.evals import register, require_sampler
 from jaxgen.logging import save_image_grid, save_scatter
 
 
-def write_text(path: str, examples: np.ndarray) -> None:
-  """Byte sequences [N, L] (values 0..255) as one UTF-8 text file: each under a header line, its
-  bytes decoded as UTF-8 with undecodable bytes replaced by U+FFFD, and the 0 byte (the end of a
-  document in jaxgen's text streams, jaxgen.data.pipeline) written as a line '[EOF]'."""
+def write_text(path: str, examples: np.ndarray, tokenizer=None) -> None:
+  """Token sequences [N, L] as one UTF-8 text file: each under a header line, decoded to bytes by
+  `tokenizer` (default: the ids are bytes, 0..255), read as UTF-8 with undecodable bytes replaced by
+  U+FFFD, and the document separator (the 0 byte: every tokenizer decodes its separator to it,
+  jaxgen.data.tokenizers) written as a line '[EOF]'."""
+  tokenizer = tokenizer or ByteTokenizer()
   with open(path, 'w', encoding='utf-8') as f:
-    for i, sequence in enumerate(np.asarray(examples, np.uint8).reshape(len(examples), -1)):
-      text = bytes(sequence).decode('utf-8', errors='replace').replace('\0', '\n[EOF]\n')
+    for i, sequence in enumerate(np.asarray(examples).reshape(len(examples), -1)):
+      text = tokenizer.decode(sequence).decode('utf-8', errors='replace').replace('\0', '\n[EOF]\n')
       f.write(f'===== sample {i} =====\n{text}\n')
 
 
@@ -35,7 +38,7 @@ def write_examples(ctx, name: str, step: int, examples: np.ndarray, columns=None
     os.makedirs(directory, exist_ok=True)
     np.save(stem + '.npy', examples)
     if ctx.info.kind == 'text':
-      write_text(stem + '.txt', examples)
+      write_text(stem + '.txt', examples, getattr(ctx.info, 'tokenizer', None))
     elif ctx.info.kind == 'image':
       save_image_grid(stem + '.png', examples, columns=columns, scale=max(1, 64 // ctx.info.shape[0]))
     elif examples.ndim == 2 and examples.shape[1] == 2:

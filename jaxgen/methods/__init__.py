@@ -20,6 +20,10 @@ METHODS = Registry('config.method.name', {
     'pix2pix': 'jaxgen.methods.pix2pix',
     'rbm': 'jaxgen.methods.rbm',
     'dbn': 'jaxgen.methods.dbn',
+    'lm': 'jaxgen.methods.lm',
+    'reward_model': 'jaxgen.methods.preference',
+    'dpo': 'jaxgen.methods.preference',
+    'ppo': 'jaxgen.methods.preference',
 })
 register = METHODS.register
 get = METHODS.get

@@ -1,0 +1,46 @@
+"""Fine-tuning the byte Transformer of transformer_pysource.py on one package of the stdlib (a domain shift).
+
+    # 1. pre-train on the whole stdlib (configs/lm/transformer_pysource.py), then
+    python -m jaxgen.main --config=configs/lm/finetune_pysource.py:lora --workdir=runs/lm/ft_lora \
+        --config.init_from=runs/lm/transformer
+    python -m jaxgen.main --config=configs/lm/finetune_pysource.py:full --workdir=runs/lm/ft_full \
+        --config.init_from=runs/lm/transformer
+    # the domain's test bits/byte before fine-tuning: evaluate the pre-trained run on the domain's files
+    python -m jaxgen.main --config=configs/lm/finetune_pysource.py:full --workdir=runs/lm/transformer \
+        --mode=eval --config.train.steps=2000
+
+The domain is `idlelib/` (IDLE, the stdlib's Tk GUI: event handlers, widget code), selected with
+config.data.path_prefix on both splits. `full` updates every parameter (AdamW, lr 1e-4); `lora` trains
+rank-8 adapters (alpha 16) on the attention and MLP projections only (lr 1e-3), 0.1% of the weights.
+300 steps of 32 windows of 256 bytes, cosine decay, 30 warm-up steps. Without config.init_from the
+same command trains from scratch (the no-pre-training baseline).
+
+Variants: `full` (default) or `lora`, optionally with `smoke`.
+Expected result: see experiments/results/language.md.
+"""
+
+import os
+
+from jaxgen.core.config import load_config_file, smoke_budget
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOMAIN = 'idlelib/'
+
+
+def get_config(arg=None):
+  args = set((arg or '').split(',')) - {''}
+  if args - {'full', 'lora', 'smoke'} or {'full', 'lora'} <= args:
+    raise ValueError(f'configs/lm/finetune_pysource.py takes full or lora, optionally with smoke; got {arg!r}.')
+  config = load_config_file(os.path.join(HERE, 'transformer_pysource.py' + (':smoke' if 'smoke' in args else '')))
+  config.data.path_prefix = DOMAIN
+  lora = 'lora' in args
+  config.method.lora_rank = 8 if lora else 0
+  config.method.lora_alpha = 16.0
+  config.optim.lr = 1e-3 if lora else 1e-4
+  config.optim.weight_decay = 0.0 if lora else 0.1
+  if 'smoke' not in args:
+    config.train.steps = 300
+    config.optim.warmup_steps = 30
+    config.train.eval_every = config.train.checkpoint_every = 300
+    config.evals.nll.every = config.evals.samples.every = 300
+  return config
