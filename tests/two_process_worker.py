@@ -4,9 +4,13 @@ Run by tests/test_multiprocess.py: argv = coordinator_address process_id workdir
 """
 
 import os
+import re
 import sys
 
-os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
+# The test session's XLA flags (tests/conftest.py: the faster compiles, inherited through the
+# environment) with 4 devices instead of 8.
+os.environ['XLA_FLAGS'] = (re.sub(r'--xla_force_host_platform_device_count=\d+', '', os.environ.get('XLA_FLAGS', ''))
+                           + ' --xla_force_host_platform_device_count=4').strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
