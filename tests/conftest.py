@@ -48,8 +48,8 @@ jax.config.update('jax_numpy_rank_promotion', 'raise')
 # The files whose tests take longest (minutes of CPU each on 2 cores, from the suite's --durations).
 # pytest-xdist's --dist loadfile hands files to free workers in collection order, so collecting these
 # first lets the short files fill in at the end instead of one long file running alone on one worker.
-_LONGEST_FILES = ('test_cli.py', 'test_pixelcnnpp.py', 'test_multiprocess.py', 'test_diffusion.py', 'test_train.py',
-                  'test_gan_configs.py', 'test_gan.py', 'test_eval_stack.py', 'test_notebooks.py')
+_LONGEST_FILES = ('test_cli.py', 'test_pixelcnnpp.py', 'test_lm.py', 'test_multiprocess.py', 'test_diffusion.py',
+                  'test_train.py', 'test_gan_configs.py', 'test_gan.py', 'test_eval_stack.py', 'test_notebooks.py')
 
 
 def pytest_collection_modifyitems(session, config, items):
