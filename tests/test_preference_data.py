@@ -7,6 +7,7 @@ import importlib.util
 import os
 import pathlib
 import shutil
+import sys
 import zlib
 
 import jax
@@ -35,10 +36,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def load_script():
-  spec = importlib.util.spec_from_file_location('preference_pairs', ROOT / 'experiments' / 'preference_pairs.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """experiments/preference_pairs.py as a module, executed once per process: it defines absl flags at import,
+  and pytest may import this test file under two module names (the other test file imports it as a package)."""
+  name = 'experiments_preference_pairs'
+  if name not in sys.modules:
+    spec = importlib.util.spec_from_file_location(name, ROOT / 'experiments' / 'preference_pairs.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+  return sys.modules[name]
 
 
 def data_config(name='pysource_prompts', data_dir='', **overrides):
