@@ -300,6 +300,9 @@ def train_and_evaluate(config, workdir: str, devices: Optional[Sequence[jax.Devi
       progress.write(f'{"Resumed at" if run.resumed else "Starting at"} step {step}/{total}; '
                      f'{_param_count(run.state.params):,} parameters; step compiled in {compile_seconds:.1f}s; '
                      f'mesh {dict(run.mesh.shape)}.')
+      if cfg.eval_at_start and not run.resumed:  # the starting point's numbers (fine-tuning: before)
+        metrics = run_evaluators(run, step)
+        progress.write(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in metrics.items()))
       batch = first
       while step < total:
         run.state, metrics = compiled(run.state, batch)

@@ -8,6 +8,7 @@ import os
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -184,18 +185,36 @@ def test_checkpoint_saved_on_a_2x2x2_mesh_restores_on_8x1x1(lm_mesh_runs):
 
 
 def test_init_from_starts_a_lora_fine_tune_from_the_pretrained_parameters(lm_mesh_runs, tmp_path):
-  source, source_dir, _ = lm_mesh_runs['single']
+  source, source_dir, source_config = lm_mesh_runs['single']
   config = load_config('lm/finetune_pysource.py', 'lora,smoke', **{
       'init_from': source_dir, 'train.steps': 1, 'model.num_heads': 4, 'model.mlp_dim': 64})
   config.data.path_prefix = ''
-  run = train.setup(config, str(tmp_path), devices=jax.devices()[:1])
+  run = train.setup(config, str(tmp_path / 'setup'), devices=jax.devices()[:1])
   run.checkpointer.close()
+  run.writer.close()
   flat = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(run.state.params)[0]}
   src = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(source.params)[0]}
   assert set(src) < set(flat)
   for key, value in src.items():
     np.testing.assert_array_equal(flat[key], value)
   assert all('lora' in k for k in set(flat) - set(src))
+
+  # train.eval_at_start (on in the fine-tune configs): the step-0 evaluation is the pre-trained model's
+  # ("before"); LoRA's B starts at zero, so it equals the source run's own NLL on the same data.
+  assert config.train.eval_at_start
+  config.evals = ml_collections.ConfigDict({'nll': {'every': 1}})
+  train.train_and_evaluate(config, str(tmp_path / 'ft'), devices=jax.devices()[:1])
+  evals = [r for r in read_metrics(str(tmp_path / 'ft')) if r['split'] == 'eval']
+  assert [r['step'] for r in evals] == [0, 1]
+  reference = source_config.copy_and_resolve_references()
+  reference.evals = ml_collections.ConfigDict({'nll': {}})
+  source_run = train.setup(reference, source_dir, devices=jax.devices()[:1], eval_names=('nll',))
+  source_run.checkpointer.close()
+  source_run.writer.close()
+  assert source_run.resumed
+  before = source_run.evaluators['nll'][1](source_run.state, 2)
+  np.testing.assert_allclose(evals[0]['nll_nats'], before['nll_nats'], rtol=1e-5)
+  assert evals[1]['nll_nats'] != evals[0]['nll_nats']
 
 
 @pytest.mark.parametrize('name,arg', [('lm/transformer_pysource.py', 'smoke'), ('lm/rnn_pysource.py', 'lstm,smoke'),

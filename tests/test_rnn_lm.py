@@ -153,6 +153,27 @@ def test_initialisation():
     np.testing.assert_array_equal(params['params'][layer]['input']['bias'], np.repeat([0.0, 1.0, 0.0, 0.0], H))
 
 
+INIT_FULL_SIZE = """
+import jax, jax.numpy as jnp, flax.linen as nn
+from jaxgen.models.rnn_lm import RNNLM
+for cell, hidden in (('lstm', 512), ('gru', 592)):  # configs/lm/rnn_pysource.py's sizes
+  model = RNNLM(vocab_size=256, embed_dim=128, hidden_dim=hidden, num_layers=2, cell=cell)
+  params = jax.jit(lambda k: nn.unbox(model.init(k, jnp.zeros((1, 8), jnp.int32))))(jax.random.PRNGKey(0))
+  jax.block_until_ready(params)
+print('initialised')
+"""
+
+
+def test_full_size_initialisation_finishes():
+  """Regression: with one batched QR per layer, jaxlib 0.10's CPU LAPACK kernels deadlocked (0% CPU,
+  forever) when the two layers' initializers ran at once on a 2-core machine. In a subprocess with
+  a time limit, so that a hang fails the test instead of the suite."""
+  import subprocess
+  import sys
+  result = subprocess.run([sys.executable, '-c', INIT_FULL_SIZE], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0 and 'initialised' in result.stdout, result.stderr[-2000:]
+
+
 def test_logical_axis_names():
   model = RNNLM(vocab_size=V, embed_dim=E, hidden_dim=H, num_layers=1)
   boxed = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))

@@ -5,14 +5,16 @@
         --config.init_from=runs/lm/transformer
     python -m jaxgen.main --config=configs/lm/finetune_pysource.py:full --workdir=runs/lm/ft_full \
         --config.init_from=runs/lm/transformer
-    # the domain's test bits/byte before fine-tuning: evaluate the pre-trained run on the domain's files
-    python -m jaxgen.main --config=configs/lm/finetune_pysource.py:full --workdir=runs/lm/transformer \
-        --mode=eval --config.train.steps=2000
+
+The domain's test bits/byte before fine-tuning is the run's step-0 evaluation (config.train.eval_at_start:
+the pre-trained parameters on the domain's test files), after it the final one; both are in the run's
+metrics.jsonl.
 
 The domain is `idlelib/` (IDLE, the stdlib's Tk GUI: event handlers, widget code), selected with
 config.data.path_prefix on both splits. `full` updates every parameter (AdamW, lr 1e-4); `lora` trains
 rank-8 adapters (alpha 16) on the attention and MLP projections only (lr 1e-3), 0.1% of the weights.
-300 steps of 32 windows of 256 bytes, cosine decay, 30 warm-up steps. Without config.init_from the
+300 steps of 16 windows of 256 bytes (1.2M bytes, about one epoch of the domain's training files),
+cosine decay, 30 warm-up steps. Without config.init_from the
 same command trains from scratch (the no-pre-training baseline).
 
 Variants: `full` (default) or `lora`, optionally with `smoke`.
@@ -38,8 +40,10 @@ def get_config(arg=None):
   config.method.lora_alpha = 16.0
   config.optim.lr = 1e-3 if lora else 1e-4
   config.optim.weight_decay = 0.0 if lora else 0.1
+  config.train.eval_at_start = True
   if 'smoke' not in args:
     config.train.steps = 300
+    config.train.batch_size = 16
     config.optim.warmup_steps = 30
     config.train.eval_every = config.train.checkpoint_every = 300
     config.evals.nll.every = config.evals.samples.every = 300

@@ -44,6 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.seed = 0
   c.train.log_every = 50
   c.train.eval_every = 1000
+  c.train.eval_at_start = False    # also evaluate the initial state (step 0) of a fresh run: e.g. a fine-tune's 'before'
   c.train.checkpoint_every = 500
   c.train.keep_checkpoints = 3     # keep-last-N
   c.train.keep_period = 0          # also keep every K-th step (0 = off)

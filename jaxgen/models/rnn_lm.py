@@ -64,11 +64,18 @@ def _lstm_bias_init(key, shape, dtype=jnp.float32):
 
 def _gatewise_orthogonal(key, shape, dtype=jnp.float32):
   """[H, G * H] recurrent kernel: an independent orthogonal [H, H] block per gate, as Flax's cells
-  (Haar-distributed: QR of a Gaussian matrix with the signs of R's diagonal moved into Q; one batched QR)."""
+  (Haar-distributed: QR of a Gaussian matrix with the signs of R's diagonal moved into Q).
+
+  One unbatched QR per block, not one batched QR: jaxlib 0.10's batched CPU LAPACK kernels can
+  deadlock on machines with few cores when two of them run at once (two layers' initializers in
+  one jitted init hung forever on 2 cores; tests/test_rnn_lm.py initialises a full-size network)."""
   hidden, width = shape
-  q_GHH, r_GHH = jnp.linalg.qr(jax.random.normal(key, (width // hidden, hidden, hidden), jnp.float32))
-  q_GHH = q_GHH * jnp.sign(jnp.diagonal(r_GHH, axis1=-2, axis2=-1))[:, None, :]
-  return jnp.concatenate(list(q_GHH), axis=-1).astype(dtype)
+
+  def block(block_key):
+    q_HH, r_HH = jnp.linalg.qr(jax.random.normal(block_key, (hidden, hidden), jnp.float32))
+    return q_HH * jnp.sign(jnp.diagonal(r_HH))[None, :]
+
+  return jnp.concatenate([block(k) for k in jax.random.split(key, width // hidden)], axis=-1).astype(dtype)
 
 
 def lstm_step(carry, pre_BG, U_HG, dtype):
