@@ -35,6 +35,8 @@ _BATCH = flags.DEFINE_integer('batch', 16, 'Training batch (windows).')
 _STEPS = flags.DEFINE_integer('steps', 10, 'Timed training steps per width.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype of model and peak.')
 _DECODE_BATCH = flags.DEFINE_integer('decode_batch', 8, 'Sequences decoded at once.')
+_DECODE_WIDTHS = flags.DEFINE_list('decode_widths', None, 'Widths whose decoding is timed (default: all of --widths; '
+                                     'the no-cache baseline recomputes the window per token: minutes per width on a CPU).')
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -118,6 +120,8 @@ def main(argv):
           f'{timing["steps_per_sec"]:.3f} | {tokens_per_sec:,.0f} | {model_flops / 1e9:.1f} | '
           f'{model_flops / peak:.1%} |', flush=True)
 
+    if _DECODE_WIDTHS.value is not None and str(width) not in _DECODE_WIDTHS.value:
+      continue
     state = nn.unbox(jax.jit(method.init)(jax.random.PRNGKey(0), example))
     num = _DECODE_BATCH.value
     prompt = (100, 101, 102, 32)

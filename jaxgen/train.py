@@ -114,8 +114,10 @@ def setup(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None, 
 
 
 def _graft(tree, source: dict, shardings, what: str):
-  """`tree` with every leaf whose key path is in `source` (path -> array) replaced by that array, placed
-  with its sharding in `shardings`; ConfigError on a shape mismatch. Returns (tree, leaves replaced)."""
+  """`tree` with every leaf whose key path is in `source` (path -> array) replaced by a copy of that
+  array placed with its sharding in `shardings`; ConfigError on a shape mismatch. Returns (tree, leaves
+  replaced). A copy, never an alias: one source array may fill several leaves (a DPO policy and its
+  frozen reference, params and their EMA), and the jitted train step donates the state's buffers."""
   paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
   target_shardings = jax.tree.leaves(shardings)
   replaced, out = 0, []
@@ -125,7 +127,7 @@ def _graft(tree, source: dict, shardings, what: str):
       if np.shape(source[key]) != np.shape(leaf):
         raise ConfigError(f'config.init_from: {what}{key} has shape {np.shape(source[key])} in the pretrained run '
                           f'but {np.shape(leaf)} here; the architectures differ (compare the two config.json).')
-      leaf = jax.device_put(source[key], sharding)
+      leaf = jax.device_put(source[key], sharding, may_alias=False)
       replaced += 1
     out.append(leaf)
   return jax.tree_util.tree_unflatten(treedef, out), replaced

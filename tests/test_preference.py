@@ -185,3 +185,20 @@ def test_smoke_configs_train_and_evaluate_through_the_loop(tmp_path, pairs_datas
     assert 0 <= evals[-1]['preference_accuracy'] <= 1
   if name in ('dpo', 'ppo'):
     assert 0 <= evals[-1]['syntax_valid'] <= 1 and np.isfinite(evals[-1]['kl_to_reference'])
+
+
+def test_dpo_from_a_pretrained_run_trains_and_keeps_its_reference_frozen(tmp_path, pairs_dataset):
+  """The policy and the frozen reference both start from one SFT run (regression: they shared buffers,
+  and the train step, which donates the state, refused the same buffer twice)."""
+  sft = config_file('lm/transformer_pysource.py', 'smoke')
+  sft.evals, sft.train.steps = {}, 1
+  train.train_and_evaluate(sft, str(tmp_path / 'sft'), devices=jax.devices()[:1])
+  sft_params = train.load_trained(str(tmp_path / 'sft'), final_params=True)[2]
+  config = config_file('preference/syntax.py', 'dpo,smoke')
+  config.data.name, config.data.data_dir = 'syntax_pairs/smoke', pairs_dataset
+  config.init_from, config.evals = str(tmp_path / 'sft'), {}
+  state = train.train_and_evaluate(config, str(tmp_path / 'dpo'), devices=jax.devices()[:1])
+  assert int(state.step) == config.train.steps
+  assert_trees_equal(state.params['reference'], sft_params['lm'])
+  moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params['lm']), jax.tree.leaves(sft_params['lm']))]
+  assert any(moved)
