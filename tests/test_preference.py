@@ -121,6 +121,19 @@ def test_ppo_iteration_updates_policy_and_value_only_and_starts_at_zero_kl():
   assert float(metrics['kl']) != 0.0
 
 
+def test_ppo_value_loss_trains_the_value_head_only():
+  """With zero advantages the policy term has no gradient, so the LM's gradient is exactly zero: the
+  value loss reaches the value head but not the policy's trunk."""
+  method = _method('ppo')
+  params = _init(method).params
+  prompts = jnp.asarray(np.random.default_rng(2).integers(32, 127, (4, P)), jnp.int32)
+  data, _ = jax.jit(method.rollout)(params, prompts, jax.random.PRNGKey(0))
+  data = dict(data, advantages=jnp.zeros_like(data['advantages']), returns=data['values'] + 1.0)
+  grads = jax.grad(lambda t: method.ppo_loss(t, data)[0])(method.trainable(params))
+  assert all(not np.any(g) for g in jax.tree.leaves(grads['lm']))
+  assert any(np.any(g) for g in jax.tree.leaves(grads['value_head']))
+
+
 def test_policy_samples_keep_their_prompts_and_kl_is_zero_for_the_reference():
   method = _method('dpo')
   params = _init(method).params

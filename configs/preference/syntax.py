@@ -18,7 +18,8 @@ A prompt is the first 16 bytes of a stdlib line, a completion 48 sampled bytes o
 the first newline counts; a completed line that parses with ast.parse is preferred (jaxgen/evals/syntax.py).
 The network is configs/lm/transformer_pysource.py's (it must match the init_from run). Every variant
 reports `syntax_valid` (the fraction of sampled completions that parse, on the test prompts) and, for DPO
-and PPO, `kl_to_reference`.
+and PPO, `kl_to_reference`; DPO and PPO also evaluate at step 0 (config.train.eval_at_start), where the
+policy is still the SFT model, so one run's metrics.jsonl holds the before and after.
 
   reward_model  Bradley-Terry on the pairs: AdamW lr 1e-4, batch 32, 300 steps; `preference_accuracy`
                 on the test pairs.
@@ -62,6 +63,7 @@ def get_config(arg=None):
   config.train.batch_size = 64 if method == 'ppo' else 32
   config.train.log_every = 10
   config.train.eval_every = config.train.checkpoint_every = config.train.steps
+  config.train.eval_at_start = method != 'reward_model'  # step 0: the SFT policy's numbers (the 'before')
   config.train.eval_batch_size = 256
   o = config.optim
   o.name, o.lr, o.b1, o.b2, o.weight_decay, o.grad_clip = 'adamw', 1e-4 if method == 'reward_model' else 1e-5, 0.9, 0.95, 0.0, 1.0
