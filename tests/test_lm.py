@@ -64,6 +64,21 @@ def test_filter_logits_matches_a_numpy_top_k_and_nucleus():
       assert set(np.flatnonzero(keep)) == allowed & nucleus
 
 
+def test_prompt_file_is_the_same_prompt_as_the_string_and_bad_settings_are_config_errors(tmp_path):
+  from jaxgen.errors import ConfigError
+  text = 'def f(x):\n    return "é" '
+  (tmp_path / 'prompt.txt').write_text(text, encoding='utf-8')
+  from_string, _ = _method(**{'method.prompt': text})
+  from_file, _ = _method(**{'method.prompt_file': str(tmp_path / 'prompt.txt')})
+  tokens = from_file.prompt_tokens(3)
+  np.testing.assert_array_equal(tokens, from_string.prompt_tokens(3))
+  assert bytes(np.asarray(tokens[0], np.uint8)) == text.encode('utf-8')  # byte tokens: the file's UTF-8 bytes
+  with pytest.raises(ConfigError, match='not both'):
+    _method(**{'method.prompt': 'x', 'method.prompt_file': str(tmp_path / 'prompt.txt')})
+  with pytest.raises(ConfigError, match='cannot be read'):
+    _method(**{'method.prompt_file': str(tmp_path / 'missing.txt')})
+
+
 def test_kv_cache_sampling_equals_recomputing_the_prefix_and_greedy_is_deterministic():
   method, _ = _method(**{'method.prompt': 'def '})
   state = _init(method)

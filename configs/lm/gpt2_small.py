@@ -40,6 +40,8 @@ def get_config(arg=None):
   config = base_config()
   config.method.name = 'lm'
   config.method.objective = 'causal'
+  config.method.prompt = ''       # --mode=sample: the prompt, or
+  config.method.prompt_file = ''  # a text file whose contents are the prompt
 
   m = config.model
   m.arch = 'transformer'

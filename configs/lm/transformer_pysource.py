@@ -2,7 +2,7 @@
 
     python -m jaxgen.main --config=configs/lm/transformer_pysource.py --workdir=runs/lm/transformer
     python -m jaxgen.main --config=configs/lm/transformer_pysource.py --workdir=runs/lm/transformer --mode=sample \
-        --config.method.prompt='def '
+        --config.method.prompt='def '        # or --config.method.prompt_file=PATH (the file's text)
 
 4 pre-norm layers, width 256, 4 heads, SwiGLU MLP of 683 (the 8/3 * width of LLaMA, so the MLP has
 the parameters of a 1024-wide GELU one), RoPE, RMSNorm, tied byte embeddings: 3.21M parameters, matched
@@ -33,6 +33,7 @@ def get_config(arg=None):
   config.method.temperature = 0.8
   config.method.top_p = 0.95
   config.method.prompt = ''
+  config.method.prompt_file = ''  # or a text file whose contents are the prompt
 
   m = config.model
   m.arch = 'transformer'

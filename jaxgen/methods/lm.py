@@ -45,6 +45,7 @@ Config keys:
   method.mask_prob                   masked LM: selection probability per position
   method.lora_rank, method.lora_alpha  LoRA (0 = full training)
   method.temperature, method.top_k, method.top_p, method.prompt, method.kv_cache   sampling
+  method.prompt_file                 sampling: the prompt is this file's text (instead of method.prompt)
 """
 
 import functools
@@ -66,7 +67,7 @@ OBJECTIVES = ('causal', 'masked')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 DEFAULTS = dict(objective='causal', mask_prob=0.15, lora_rank=0, lora_alpha=16.0, temperature=1.0, top_k=0,
-                top_p=1.0, prompt='', kv_cache=True)
+                top_p=1.0, prompt='', prompt_file='', kv_cache=True)
 # config.model keys per architecture, with defaults.
 TRANSFORMER_DEFAULTS = dict(arch='transformer', num_layers=4, num_heads=4, embed_dim=256, mlp_dim=1024,
                             norm='rmsnorm', positions='rope', activation='gelu', tie_embeddings=True,
@@ -148,6 +149,19 @@ def shift_right(x_BL, bos_id: int):
   return jnp.concatenate([bos_B1, x_BL[:, :-1]], axis=1)
 
 
+def prompt_text(settings) -> str:
+  """The sampling prompt: config.method.prompt, or the text of config.method.prompt_file (UTF-8)."""
+  if not settings.prompt_file:
+    return settings.prompt
+  if settings.prompt:
+    raise ConfigError('Set config.method.prompt or config.method.prompt_file, not both.')
+  try:
+    with open(settings.prompt_file, encoding='utf-8') as f:
+      return f.read()
+  except (OSError, UnicodeDecodeError) as e:
+    raise ConfigError(f'config.method.prompt_file={settings.prompt_file!r} cannot be read as UTF-8 text: {e}') from e
+
+
 def generate(apply, net, rng, prompt_NP, length: int, bos_id: int, draw, kv_cache: bool = True):
   """[N, length] int32: each row's prompt (int32 [N, P]), then tokens drawn one at a time by
   `draw(rng, logits_NV)`. `apply(tokens, cache) -> (logits, hidden, cache)` is the network with its
@@ -208,6 +222,7 @@ class LanguageModel(Method):
     self.net = build_network(m, net_vocab, self.seq_len, causal=self.causal, lora_rank=self.lora_rank,
                              lora_alpha=float(s.lora_alpha))
     self.tx = make_optimizer(config.optim, config.train.steps)
+    self.prompt_text = prompt_text(s)
 
   # ---- networks and objectives ----------------------------------------------------------------
 
@@ -296,9 +311,9 @@ class LanguageModel(Method):
 
   def prompt_tokens(self, num, prompt=None):
     """The prompts as int32 [num, P]: `prompt` given as per-row ids [num, P] (an array) or one prompt's
-    ids (a sequence, repeated), else method.prompt (text) encoded; P may be 0."""
+    ids (a sequence, repeated), else method.prompt or method.prompt_file's text, encoded; P may be 0."""
     if prompt is None:
-      text = self.settings.prompt
+      text = self.prompt_text
       prompt = self.tokenizer.encode(text.encode('utf-8')) if text else ()
     if getattr(prompt, 'ndim', 1) == 2:
       prompt_NP = jnp.asarray(prompt, jnp.int32)
