@@ -276,6 +276,13 @@ def run_evaluators(run: Run, step: int, names=None) -> dict:
   return metrics
 
 
+def _evaluate_and_report(run: Run, progress, step: int, names=None) -> None:
+  """run_evaluators, then one progress line with the metrics."""
+  metrics = run_evaluators(run, step, names)
+  if metrics:
+    progress.write(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in metrics.items()))
+
+
 def train_and_evaluate(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None):
   """Train `config` in `workdir` (resuming if it holds a checkpoint); returns the final TrainState."""
   run = setup(config, workdir, devices)
@@ -303,8 +310,7 @@ def train_and_evaluate(config, workdir: str, devices: Optional[Sequence[jax.Devi
                      f'{_param_count(run.state.params):,} parameters; step compiled in {compile_seconds:.1f}s; '
                      f'mesh {dict(run.mesh.shape)}.')
       if cfg.eval_at_start and not run.resumed:  # the starting point's numbers (fine-tuning: before)
-        metrics = run_evaluators(run, step)
-        progress.write(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in metrics.items()))
+        _evaluate_and_report(run, progress, step)
       batch = first
       while step < total:
         run.state, metrics = compiled(run.state, batch)
@@ -325,9 +331,7 @@ def train_and_evaluate(config, workdir: str, devices: Optional[Sequence[jax.Devi
                          f'{run.checkpointer.directory}; rerun the same command to resume.')
           break
         if due_eval:
-          metrics = run_evaluators(run, step, due_eval)
-          if metrics:
-            progress.write(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in metrics.items()))
+          _evaluate_and_report(run, progress, step, due_eval)
         if step < total:
           batch = shard_batch(next(batches), run.mesh)
   finally:

@@ -14,7 +14,8 @@ The domain is `idlelib/` (IDLE, the stdlib's Tk GUI: event handlers, widget code
 config.data.path_prefix on both splits. `full` updates every parameter (AdamW, lr 1e-4); `lora` trains
 rank-8 adapters (alpha 16) on the attention and MLP projections only (lr 1e-3), 155,680 parameters
 (4.8% of the 3.2M: rank 8 is large next to width 256).
-300 steps of 16 windows of 256 bytes (1.2M bytes, about one epoch of the domain's training files),
+300 steps of 16 windows of 256 bytes (the pre-training batch; 1.2M bytes, about 1.8 epochs of the
+domain's 676 KB of training files),
 cosine decay, 30 warm-up steps. Without config.init_from the
 same command trains from scratch (the no-pre-training baseline).
 
@@ -44,7 +45,6 @@ def get_config(arg=None):
   config.train.eval_at_start = True
   if 'smoke' not in args:
     config.train.steps = 300
-    config.train.batch_size = 16
     config.optim.warmup_steps = 30
     config.train.eval_every = config.train.checkpoint_every = 300
     config.evals.nll.every = config.evals.samples.every = 300
