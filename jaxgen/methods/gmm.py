@@ -54,10 +54,27 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 def precision_cholesky(covariances_KDD):
-  """U [K, D, D] upper-triangular with Sigma^-1 = U U^T (scikit-learn's precisions_cholesky_)."""
-  chol_KDD = jnp.linalg.cholesky(covariances_KDD)
-  eye = jnp.broadcast_to(jnp.eye(covariances_KDD.shape[-1], dtype=covariances_KDD.dtype), covariances_KDD.shape)
-  return jnp.swapaxes(jax.scipy.linalg.solve_triangular(chol_KDD, eye, lower=True), -1, -2)
+  """U [K, D, D] upper-triangular with Sigma^-1 = U U^T (scikit-learn's precisions_cholesky_).
+
+  One unbatched factorisation per component (`per_component`): see its docstring for why.
+  """
+  eye = jnp.eye(covariances_KDD.shape[-1], dtype=covariances_KDD.dtype)
+
+  def one(covariance_DD):
+    chol_DD = jnp.linalg.cholesky(covariance_DD)
+    return jax.scipy.linalg.solve_triangular(chol_DD, eye, lower=True).T
+
+  return per_component(one, covariances_KDD)
+
+
+def per_component(fn, stacked_K):
+  """fn over the leading axis one slice at a time (`lax.map`), never as one batched LAPACK call.
+
+  jaxlib 0.10's batched CPU LAPACK kernels run their batch on XLA's intra-op thread pool, and two
+  such calls in one program deadlocked the full-size RNN LM init on 2 cores (jaxgen/models/rnn_lm.py,
+  `_gatewise_orthogonal`). A mixture has few components, so the sequential loop costs little.
+  """
+  return jax.lax.map(fn, stacked_K)
 
 
 @register('gmm')
@@ -134,8 +151,8 @@ class GMM(Method):
 
   def _covariance_cholesky(self, u_KDD):
     """L = U^-T [K, D, D], lower-triangular with Sigma = L L^T."""
-    eye = jnp.broadcast_to(jnp.eye(self.dim, dtype=u_KDD.dtype), u_KDD.shape)
-    return jax.scipy.linalg.solve_triangular(jnp.swapaxes(u_KDD, -1, -2), eye, lower=True)
+    eye = jnp.eye(self.dim, dtype=u_KDD.dtype)
+    return per_component(lambda u_DD: jax.scipy.linalg.solve_triangular(u_DD.T, eye, lower=True), u_KDD)
 
   def params_from(self, weights, means, covariances):
     """Parameters of the mixture with these weights [K], means [K, D] and covariances ([K, D, D] or [K, D])."""
