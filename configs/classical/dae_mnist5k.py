@@ -14,7 +14,7 @@ is a seconds-long run for the tests.
 Expected result: `gaussian` after 1,500 steps of 128 (one run, seed 0): denoise_psnr 20.81 dB (denoise_mse
 0.00926) from noisy_psnr 10.45 dB on the 500 test images, against 16.33 dB for the plain autoencoder;
 clean reconstruct_psnr 21.37 dB (reconstruct_mse 0.00819; plain: 22.83 dB). 6.3 min of CPU time.
-`masking` has not been run.
+`masking`: denoise_psnr 13.16 dB on that Gaussian task (not its training noise), reconstruct_psnr 21.88 dB.
 """
 
 import os
