@@ -175,4 +175,4 @@ def test_sharded_run_through_the_stage_boundary_matches_single_device(tmp_path, 
     assert len(chains.sharding.device_set) == 8 and not chains.sharding.is_fully_replicated, name
   assert_trees_close(sharded.params, single.params, rtol=1e-4, atol=1e-5)
   assert_trees_close(sharded.opt_state, single.opt_state, rtol=1e-4, atol=1e-5)
-  assert_trees_close(sharded.extra, single.extra, rtol=0, atol=0)
+  assert_trees_equal(sharded.extra, single.extra)   # the chains: the same binary states

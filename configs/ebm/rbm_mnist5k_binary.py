@@ -24,7 +24,7 @@ Gibbs steps and the Gibbs chains' progression (`gibbs_chain`).
 Expected result (seed 0; the table of experiments/rbm_ais.py): test NLL CD-1 182.9, CD-25 108.1,
 PCD 110.7 nats; train NLL (500 training images) 176.5, 99.3, 109.7. The PCD model's AIS is
 unreliable (log Z std 2.2 over the two runs, std of the log weights 8.7, against 0.01-0.1 and ~1
-for CD): its NLL is higher. Ten times more betas (`--mode=eval "--config.method.ais_betas=(5000,40000,100000)"
+for CD): its NLL is higher. Ten times more betas (on a copy of the run's checkpoint: `--mode=eval "--config.method.ais_betas=(5000,40000,100000)"
 --config.method.ais_chains=100`) give 122.7 (log Z 221.2, still rising about 12 nats per tenfold
 betas; experiments/results/classical.md).
 Full binarized MNIST (60k training images), for comparison: CD25(500) 86.34 nats (Salakhutdinov &
