@@ -288,7 +288,7 @@ class GAN(Method):
 
     carry = (params['discriminator'], state.opt_state['discriminator'], d_state, g_state, jnp.zeros((), jnp.float32))
     (params_d, opt_d, d_state, g_state, sign_sum), d_metrics = jax.lax.scan(
-        critic_update, carry, (reals, labels, jnp.arange(n)))
+        critic_update, carry, (reals, labels, jnp.arange(n)), unroll=True)
     d_metrics = jax.tree.map(jnp.mean, d_metrics)
 
     k_gen, k_disc, k_pl = jax.random.split(jax.random.fold_in(key, n), 3)

@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.errors import ConfigError
-from jaxgen.models import gan_nets
+from jaxgen.models import canonical_conv, gan_nets
 
 _CONV_AXES = (None, None, 'conv_in', 'conv_out')
 _DENSE_AXES = ('embed', 'mlp')
@@ -113,8 +113,7 @@ def downsample2x(x_BHWC):
 
 
 def _conv(x_BHWC, w_KKIO, padding='SAME'):
-  return jax.lax.conv_general_dilated(x_BHWC, w_KKIO, (1, 1), padding,
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return canonical_conv.conv(x_BHWC, w_KKIO, padding)
 
 
 def modulated_conv2d(x_BHWC, weight_KKIO, styles_BI, demodulate: bool = True, padding='SAME'):
