@@ -71,8 +71,12 @@ def _check_batch_size(config, mesh) -> None:
 
 
 def setup(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None, restore: bool = True,
-          eval_names=None) -> Run:
-  """Build mesh, data, method, state (fresh or restored), checkpointer, writer and evaluators (all, or `eval_names`)."""
+          eval_names=None, record_config: bool = True) -> Run:
+  """Build mesh, data, method, state (fresh or restored), checkpointer, writer and evaluators (all, or `eval_names`).
+
+  With `record_config` (training) the config is written to WORKDIR/config.json; evaluation passes
+  False, so that the file keeps recording how the run was trained.
+  """
   config_lib.validate(config)
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
@@ -101,7 +105,7 @@ def setup(config, workdir: str, devices: Optional[Sequence[jax.Device]] = None, 
     if sources:
       state = init_from(state, sources, mesh, shardings)
 
-  if is_main:  # written after a successful restore, so a mismatch keeps the old config.json
+  if is_main and record_config:  # written after a successful restore, so a mismatch keeps the old config.json
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
     if info.tokenizer is not None:  # text: the tokenizer that sampling and evaluation decode with
@@ -345,7 +349,7 @@ def train_and_evaluate(config, workdir: str, devices: Optional[Sequence[jax.Devi
 
 def evaluate(config, workdir: str, names=None) -> dict:
   """--mode=eval / sample: restore the latest checkpoint and run the evaluators on it."""
-  run = setup(config, workdir, eval_names=names)
+  run = setup(config, workdir, eval_names=names, record_config=False)
   try:
     if not run.resumed:
       raise CheckpointError(f'No checkpoint in {run.checkpointer.directory}: train first '

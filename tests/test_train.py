@@ -163,9 +163,15 @@ def test_smoke_config_writes_all_outputs(tmp_path, name):
 def test_evaluation_is_deterministic(tmp_path):
   config = config_file('vae/digits.py')
   train.train_and_evaluate(config, str(tmp_path))
+  recorded = open(tmp_path / 'config.json').read()
   first = train.evaluate(config, str(tmp_path), names=('nll',))
   second = train.evaluate(config, str(tmp_path), names=('nll',))
   assert first == second and np.isfinite(first['nll_nats'])
+  # Evaluating with an eval-time override never rewrites the record of how the run was trained.
+  config.unlock()
+  config.train.eval_batch_size = config.train.eval_batch_size // 2
+  train.evaluate(config, str(tmp_path), names=('nll',))
+  assert open(tmp_path / 'config.json').read() == recorded
 
 
 def test_incompatible_checkpoint_is_refused_with_a_message(tmp_path):
