@@ -12,7 +12,7 @@ from jaxgen import distributions, train
 from jaxgen.errors import ConfigError
 from jaxgen.methods import dbn, rbm
 from jaxgen.methods import get as get_method
-from test_rbm import assert_resume_is_exact, make_info, random_rbm, smoke_run
+from test_rbm import assert_resume_is_exact, assert_sharded_chains_run_matches, make_info, random_rbm, smoke_run
 from test_rbm import make_config as rbm_config
 from test_train import assert_trees_close, assert_trees_equal, config_file
 
@@ -167,12 +167,4 @@ def test_resume_across_the_stage_boundary_is_exact(tmp_path, monkeypatch, dbn_sm
 def test_sharded_run_through_the_stage_boundary_matches_single_device(tmp_path, dbn_smoke):
   """Both PCD stages (6 steps) with the batch and every layer's persistent chains split over 8 devices ==
   on one device: the upward pass that feeds stage 1 and its chains shard like the data."""
-  config = config_file(DBN_CONFIG, 'smoke')
-  config.evals = {}
-  sharded = train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:8])
-  single = dbn_smoke[-1]
-  for name, chains in sharded.extra['chains'].items():
-    assert len(chains.sharding.device_set) == 8 and not chains.sharding.is_fully_replicated, name
-  assert_trees_close(sharded.params, single.params, rtol=1e-4, atol=1e-5)
-  assert_trees_close(sharded.opt_state, single.opt_state, rtol=1e-4, atol=1e-5)
-  assert_trees_equal(sharded.extra, single.extra)   # the chains: the same binary states
+  assert_sharded_chains_run_matches(config_file(DBN_CONFIG, 'smoke'), tmp_path, dbn_smoke[-1])

@@ -310,14 +310,19 @@ def test_pcd_resume_is_exact(tmp_path, monkeypatch, pcd_smoke):
   assert_resume_is_exact(tmp_path, monkeypatch, RBM_CONFIG, 'pcd,smoke', 3, pcd_smoke[-1])
 
 
-def test_sharded_pcd_step_matches_single_device(tmp_path, pcd_smoke):
-  """PCD-1 with the batch and the persistent chains split over 8 devices == on one device (6 steps)."""
-  config = config_file(RBM_CONFIG, 'pcd,smoke')
+def assert_sharded_chains_run_matches(config, workdir, single):
+  """Train `config` (evaluators off) on 8 devices: every persistent-chain array in state.extra is split
+  over the 8, the parameters and optimizer state equal the single-device run's `single` to float
+  rounding, and the chains (binary states) are identical."""
   config.evals = {}
-  sharded = train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:8])
-  single = pcd_smoke[-1]
-  assert len(sharded.extra['chains'].sharding.device_set) == 8
-  assert not sharded.extra['chains'].sharding.is_fully_replicated
+  sharded = train.train_and_evaluate(config, str(workdir), devices=jax.devices()[:8])
+  for path, chains in jax.tree_util.tree_leaves_with_path(sharded.extra):
+    assert len(chains.sharding.device_set) == 8 and not chains.sharding.is_fully_replicated, path
   assert_trees_close(sharded.params, single.params, rtol=1e-4, atol=1e-5)
   assert_trees_close(sharded.opt_state, single.opt_state, rtol=1e-4, atol=1e-5)
-  np.testing.assert_array_equal(sharded.extra['chains'], single.extra['chains'])
+  assert_trees_equal(sharded.extra, single.extra)
+
+
+def test_sharded_pcd_step_matches_single_device(tmp_path, pcd_smoke):
+  """PCD-1 with the batch and the persistent chains split over 8 devices == on one device (6 steps)."""
+  assert_sharded_chains_run_matches(config_file(RBM_CONFIG, 'pcd,smoke'), tmp_path, pcd_smoke[-1])
