@@ -14,7 +14,7 @@ from jaxgen.methods import dbn, rbm
 from jaxgen.methods import get as get_method
 from test_rbm import assert_resume_is_exact, assert_sharded_chains_run_matches, make_info, random_rbm, smoke_run
 from test_rbm import make_config as rbm_config
-from test_train import assert_trees_close, assert_trees_equal, config_file
+from test_train import assert_trees_equal, config_file
 
 DBN_CONFIG = 'ebm/dbn_mnist5k_binary.py'
 
