@@ -78,7 +78,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.errors import ConfigError
-from jaxgen.models import gan_nets
+from jaxgen.models import canonical_conv, gan_nets
 from jaxgen.models.unet import upsample
 
 HE_GAIN = math.sqrt(2.0)
@@ -137,8 +137,7 @@ class EqualizedConv(nn.Module):
                         (k, k, c_in, self.features), jnp.float32)
     bias = self.param('bias', nn.with_logical_partitioning(nn.initializers.zeros_init(), ('conv_out',)),
                       (self.features,), jnp.float32)
-    y = jax.lax.conv_general_dilated(x_BHWC, kernel * (self.gain / math.sqrt(k * k * c_in)), (1, 1), 'SAME',
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    y = canonical_conv.conv(x_BHWC, kernel * (self.gain / math.sqrt(k * k * c_in)), 'SAME')
     return y + bias[None, None, None, :]
 
 
