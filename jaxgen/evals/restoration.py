@@ -40,8 +40,10 @@ MASKS = ('bottom_half', 'right_half', 'center')
 
 def psnr(restored: np.ndarray, original: np.ndarray) -> float:
   """Mean over images of 10 log10(1 / per-image MSE), dB (peak 1); an exact image counts as 100 dB."""
-  mse = ((restored - original) ** 2).reshape(len(original), -1).mean(-1)
-  return float(np.mean(10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))))
+  diff = np.asarray(restored, np.float64) - np.asarray(original, np.float64)
+  mse = (diff ** 2).reshape(len(original), -1).mean(-1)
+  # Float64 and an explicit 100 dB: a float32 floor of 1e-10 is not 1e-10, and gave 100.0000076.
+  return float(np.mean(np.where(mse > 1e-10, -10.0 * np.log10(np.maximum(mse, 1e-10)), 100.0)))
 
 
 def known_mask(shape, kind: str) -> np.ndarray:
