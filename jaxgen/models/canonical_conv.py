@@ -4,9 +4,9 @@ Why: XLA:CPU runs a convolution fast (its Eigen / YNNPACK kernels) only in the c
 `b01f_01io->b01f`. Autodiff of `lax.conv_general_dilated` writes the kernel gradient as a
 convolution in another form (`f01b_i01o->01bf`: the batch axis contracted); in a small program XLA
 rewrites it to the canonical form, but inside a large one (a GAN step with R1 or several critic
-updates) it often does not, and the generic loop it falls back to is about 30x slower. In the
-StyleGAN2 step on mnist5k four such kernel gradients took 90% of the time
-(experiments/results/gan.md, "Training speed").
+updates) it often does not, and the generic loop it falls back to is one to two orders of
+magnitude slower. In the StyleGAN2 step on mnist5k four such kernel gradients took most of the
+time (experiments/results/gan.md, "Training speed").
 
 `conv(x, w, padding)` computes the same function as `lax.conv_general_dilated(x, w, (1, 1), padding,
 ('NHWC', 'HWIO', 'NHWC'))` and defines its vector-Jacobian product with two calls of itself:

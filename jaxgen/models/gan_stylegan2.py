@@ -112,8 +112,7 @@ def downsample2x(x_BHWC):
   return x_BHWC.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
-def _conv(x_BHWC, w_KKIO, padding='SAME'):
-  return canonical_conv.conv(x_BHWC, w_KKIO, padding)
+_conv = canonical_conv.conv   # stride 1, NHWC / HWIO; its gradients stay fast on XLA:CPU
 
 
 def modulated_conv2d(x_BHWC, weight_KKIO, styles_BI, demodulate: bool = True, padding='SAME'):
