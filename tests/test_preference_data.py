@@ -35,12 +35,12 @@ from tests.test_train import config_file
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def load_script():
-  """experiments/preference_pairs.py as a module, executed once per process: it defines absl flags at import,
+def load_script(filename: str = 'preference_pairs.py'):
+  """experiments/<filename> as a module, executed once per process: it defines absl flags at import,
   and pytest may import this test file under two module names (the other test file imports it as a package)."""
-  name = 'experiments_preference_pairs'
+  name = 'experiments_' + filename[:-len('.py')]
   if name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(name, ROOT / 'experiments' / 'preference_pairs.py')
+    spec = importlib.util.spec_from_file_location(name, ROOT / 'experiments' / filename)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     sys.modules[name] = module

@@ -206,6 +206,20 @@ def test_shapes_and_ranges_for_base_4_and_base_7():
   assert jax.eval_shape(nets.discriminator.apply, d_packed, packed).shape == (2,)
 
 
+def test_tanh_output_is_tanh_of_the_linear_output_with_the_same_parameters():
+  nets, g_vars, _ = _tiny()
+  tanh_nets = sg.build(_config(output_activation='tanh'), _info((8, 8, 3)))
+  z, key = _normal(1, (4, LATENT)), jax.random.key(4)
+
+  @jax.jit
+  def both(g_vars):
+    sample = lambda g: g.apply(g_vars, z, train=False, rngs={'noise': key})  # noqa: E731
+    return sample(nets.generator), sample(tanh_nets.generator)
+  linear, bounded = both(g_vars)
+  assert float(jnp.max(jnp.abs(linear))) > 1.0   # the official linear output leaves [-1, 1] at initialisation
+  np.testing.assert_allclose(bounded, jnp.tanh(linear), rtol=1e-5, atol=1e-6)
+
+
 def test_conditional_generator_and_discriminator_depend_on_the_label():
   nets, g_vars, d_vars = _tiny(num_classes=10)
   z = jnp.broadcast_to(_normal(4, (1, LATENT)), (4, LATENT))
@@ -274,7 +288,8 @@ def test_build_rejects_what_stylegan2_cannot_model():
     sg.build(_config(), _info((2,), kind='vector'))
   for key, value, match in (('d_architecture', 'skip', 'd_architecture'), ('style_mixing', 1.5, 'style_mixing'),
                             ('latent_dim', 0, 'latent_dim'), ('w_avg_beta', 1.0, 'w_avg_beta'),
-                            ('channel_base', 16, 'channel_base'), ('num_classes', 10, 'no labels')):
+                            ('channel_base', 16, 'channel_base'), ('num_classes', 10, 'no labels'),
+                            ('output_activation', 'sigmoid', 'output_activation')):
     with pytest.raises(ConfigError, match=match):
       sg.build(_config(**{key: value}), _info((32, 32, 3)))
 
@@ -314,6 +329,7 @@ def test_cifar10_config_is_the_papers_and_its_parameter_counts_equal_the_officia
   assert (config.data.name, train.batch_size, m.mapping_layers, m.mbstd_group, m.d_architecture) == \
       ('cifar10', 64, 2, 32, 'orig')
   assert (m.channel_base, m.channel_max, m.latent_dim, m.w_dim, m.style_mixing) == (32768, 512, 512, 512, 0.0)
+  assert m.get('output_activation', 'linear') == 'linear'   # the official generator's output
   assert (method.r1_gamma, method.r1_every, method.pl_weight, method.ada_target, method.ada_kimg,
           method.ada_interval, method.augment) == (0.01, 16, 0.0, 0.6, 500, 4, 'bgc')
   assert train.steps * train.batch_size == 100_000_000                        # 100,000 kimg
@@ -336,6 +352,7 @@ def test_mnist5k_configs():
   assert full.data.name == smoke.data.name == 'mnist5k'
   assert full.evals.sample_quality.features == 'classifier' and full.evals.samples.num > 0
   assert full.method.ada_target == 0.6 and noada.method.ada_target == 0.0
+  assert full.model.output_activation == 'tanh'   # see the config: the linear output mode-collapsed on MNIST
   assert load_config_file(path + ':smoke,noada').method.ada_target == 0.0
   np.testing.assert_allclose(full.method.r1_gamma, 0.0002 * 28 ** 2 / full.train.batch_size)
   assert full.train.ema_decay == 0.5 ** (full.train.batch_size / (full.train.batch_size * 10 / 32 * 1000))

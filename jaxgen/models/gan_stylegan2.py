@@ -17,7 +17,9 @@ Generator = mapping + synthesis:
                ('noise' rng) scaled by a learned strength, bias and leaky ReLU (slope 0.2, gain sqrt 2);
                then toRGB (modulated 1x1 conv, no demodulation, linear) added to the 2x-upsampled RGB
                of the previous block. The image is the last block's RGB sum: linear, no tanh (model
-               range [-1, 1] is what the discriminator learns to expect, as in the official code).
+               range [-1, 1] is what the discriminator learns to expect, as in the official code), or
+               with config.model.output_activation='tanh' its tanh (not in the official code: see
+               Deviations).
 
 Discriminator ('resnet' or 'orig'): fromRGB (1x1 conv) at full resolution, then per block two 3x3
 convs, the second one downsampling by 2 ('resnet': plus a 1x1 downsampling skip, both branches
@@ -47,6 +49,11 @@ Deviations from the official code (none changes a parameter):
     learned scalar per layer, as in the official StyleGAN2 (StyleGAN1 learned one per channel).
   * Style mixing draws its coin and crossover per example (the official code draws one for the batch).
   * No fp16 layers and no conv_clamp (the official switches both off with --fp32).
+  * Optional tanh on the output (output_activation='tanh'; default 'linear', the official). On
+    MNIST, whose background is exactly -1, the linear output mode-collapsed within ~500 steps in
+    every setting tried while the same discriminator and training kept a DCGAN generator diverse
+    (experiments/gan_diversity.py, experiments/results/gan.md); configs/gan/stylegan2_ada_mnist5k.py
+    uses tanh.
 """
 
 import math
@@ -248,6 +255,7 @@ class SynthesisNetwork(nn.Module):
   img_channels: int
   channel_base: int
   channel_max: int
+  output_activation: str = 'linear'
 
   @nn.compact
   def __call__(self, ws_BLD, noise_mode: str = 'random'):
@@ -271,7 +279,7 @@ class SynthesisNetwork(nn.Module):
       x = SynthesisLayer(ch(r), up=True, name=f'b{r}_conv0')(x, ws_BLD[:, 2 * k - 1], noise[2 * k - 1])
       x = SynthesisLayer(ch(r), name=f'b{r}_conv1')(x, ws_BLD[:, 2 * k], noise[2 * k])
       img = upsample2x(img) + ToRGB(self.img_channels, name=f'b{r}_torgb')(x, ws_BLD[:, 2 * k + 1])
-    return img
+    return jnp.tanh(img) if self.output_activation == 'tanh' else img
 
   def _noise(self, b: int, noise_mode: str):
     """Per-pixel N(0, 1) noise [B, r, r, 1] for each of the 2 * num_blocks - 1 conv layers (None with
@@ -299,6 +307,7 @@ class Generator(nn.Module):
   num_classes: int = 0
   style_mixing: float = 0.9
   w_avg_beta: float = 0.995
+  output_activation: str = 'linear'
 
   @property
   def num_ws(self) -> int:
@@ -307,7 +316,7 @@ class Generator(nn.Module):
   def setup(self):
     self.mapping_network = MappingNetwork(self.w_dim, self.mapping_layers, self.num_classes)
     self.synthesis_network = SynthesisNetwork(self.base, self.num_blocks, self.img_channels,
-                                              self.channel_base, self.channel_max)
+                                              self.channel_base, self.channel_max, self.output_activation)
     self.w_avg = self.variable('batch_stats', 'w_avg', jnp.zeros, (self.w_dim,), jnp.float32)
 
   def mapping(self, z_BZ, label_B=None, *, train: bool):
@@ -423,7 +432,7 @@ def build(model_config, info) -> gan_nets.GanNets:
   Keys (defaults): latent_dim (512), w_dim (512), mapping_layers (8), channel_base (32768),
   channel_max (512), num_classes (0), style_mixing (0.9), mbstd_group (4), d_architecture
   ('resnet' | 'orig'), d_mapping_layers (8: the conditional discriminator's label mapping),
-  truncation_psi (1.0, sampling only), w_avg_beta (0.995).
+  truncation_psi (1.0, sampling only), w_avg_beta (0.995), output_activation ('linear' | 'tanh').
   """
   get = model_config.get
   if info.kind != 'image' or len(info.shape) != 3:
@@ -453,12 +462,15 @@ def build(model_config, info) -> gan_nets.GanNets:
   architecture = get('d_architecture', 'resnet')
   if architecture not in ('resnet', 'orig'):
     raise ConfigError(f"config.model.d_architecture must be 'resnet' or 'orig', got {architecture!r}.")
+  output_activation = get('output_activation', 'linear')
+  if output_activation not in ('linear', 'tanh'):
+    raise ConfigError(f"config.model.output_activation must be 'linear' or 'tanh', got {output_activation!r}.")
   classes = gan_nets.num_classes(model_config, info)
   common = dict(base=base, num_blocks=num_blocks, channel_base=ints['channel_base'],
                 channel_max=ints['channel_max'], num_classes=classes)
   generator = Generator(img_channels=c, latent_dim=ints['latent_dim'], w_dim=ints['w_dim'],
                         mapping_layers=ints['mapping_layers'], style_mixing=style_mixing,
-                        w_avg_beta=w_avg_beta, **common)
+                        w_avg_beta=w_avg_beta, output_activation=output_activation, **common)
   discriminator = Discriminator(architecture=architecture, mbstd_group=ints['mbstd_group'],
                                 mapping_layers=ints['d_mapping_layers'], **common)
   return gan_nets.GanNets(generator=generator, discriminator=discriminator, latent_shape=(ints['latent_dim'],),
