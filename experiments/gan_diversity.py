@@ -67,7 +67,7 @@ def _swap_generator(model_config):
 
 
 def diversity(method, params, classify, num: int, key):
-  """(per-pixel std over z with the noise inputs off, class histogram of LeNet predictions)."""
+  """(per-pixel std over z with the noise inputs off, the classifier's class shares of the samples)."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -75,8 +75,9 @@ def diversity(method, params, classify, num: int, key):
   x, _ = method.generate(params['generator'], params['generator_state'], key, num, None, params['schedule'],
                          train=False, **kwargs)
   pix_std = float(jnp.mean(jnp.std(x, axis=0)))
-  predictions = np.asarray(jnp.argmax(classify(method.to_data(x)), axis=-1))
-  return pix_std, np.bincount(predictions, minlength=10) / num
+  logits = classify(method.to_data(x))
+  predictions = np.asarray(jnp.argmax(logits, axis=-1))
+  return pix_std, np.bincount(predictions, minlength=logits.shape[-1]) / num
 
 
 def _classifier(dataset, mesh, shape):
@@ -93,16 +94,11 @@ def _cells(std, hist):
 
 def report_trained(workdir: str, num: int):
   """One row for the latest checkpoint of the run in `workdir` (raw and EMA generator)."""
-  import json
-  import ml_collections
-  from jaxgen import train
-  from jaxgen.core.mesh import make_mesh
-  with open(os.path.join(workdir, 'config.json')) as f:
-    mesh = make_mesh(ml_collections.ConfigDict(json.load(f)).mesh)
-  _, method, raw = train.load_trained(workdir, mesh, final_params=True)
-  _, _, ema = train.load_trained(workdir, mesh)
-  classify = _classifier(method.config.data.name, mesh, method.info.shape)
   import jax
+  from jaxgen import train
+  _, method, raw = train.load_trained(workdir, final_params=True)
+  _, _, ema = train.load_trained(workdir)
+  classify = _classifier(method.config.data.name, None, method.info.shape)
   key = jax.random.PRNGKey(1234)
   (raw_std, raw_classes), (ema_std, ema_classes) = (_cells(*diversity(method, p, classify, num, key)) for p in (raw, ema))
   print(f'{workdir} (latest checkpoint)\n| pix_std raw | pix_std EMA | classes raw (max share) | classes EMA (max share) |'
@@ -115,16 +111,14 @@ def train_with_reports(config, steps: int, every: int, num: int):
   same of the EMA generator)."""
   import jax
   from jaxgen import train
-  from jaxgen.core.mesh import batch_sharding, replicated, shard_batch
+  from jaxgen.core.mesh import shard_batch
   config = config.copy_and_resolve_references()
   config.evals = {}
   config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 1, 1
   config.train.steps = steps
   with tempfile.TemporaryDirectory() as workdir:
     run = train.setup(config, workdir, devices=jax.devices()[:1], restore=False, eval_names=[])
-    step_fn = jax.jit(train.make_step_fn(run.method, float(config.train.ema_decay)),
-                      in_shardings=(run.shardings, batch_sharding(run.mesh)),
-                      out_shardings=(run.shardings, replicated(run.mesh)), donate_argnums=0)
+    step_fn = train.jit_step(run)
     state, metrics = run.state, {}
     classify = _classifier(config.data.name, run.mesh, run.method.info.shape)
     for step in range(steps + 1):

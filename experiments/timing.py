@@ -6,14 +6,12 @@ import time
 def time_steps(config, devices, steps: int) -> dict:
   import jax
   from jaxgen import train
-  from jaxgen.core.mesh import batch_sharding, replicated, shard_batch
+  from jaxgen.core.mesh import shard_batch
   import tempfile
   with tempfile.TemporaryDirectory() as workdir:
     config.evals = {}
     run = train.setup(config, workdir, devices=devices, restore=False)
-    step_fn = jax.jit(train.make_step_fn(run.method, float(config.train.ema_decay)),
-                      in_shardings=(run.shardings, batch_sharding(run.mesh)),
-                      out_shardings=(run.shardings, replicated(run.mesh)), donate_argnums=0)
+    step_fn = train.jit_step(run)
     batches = [shard_batch(run.loader.batch(k), run.mesh) for k in range(steps + 1)]
     t0 = time.perf_counter()
     compiled = step_fn.lower(run.state, batches[0]).compile()

@@ -202,6 +202,14 @@ def make_step_fn(method, ema_decay: float):
   return step_fn
 
 
+def jit_step(run: Run):
+  """make_step_fn of the run's method, jitted with the run's state shardings and a batch sharded over
+  the mesh's batch axes; the input state is donated."""
+  return jax.jit(make_step_fn(run.method, float(run.config.train.ema_decay)),
+                 in_shardings=(run.shardings, batch_sharding(run.mesh)),
+                 out_shardings=(run.shardings, replicated(run.mesh)), donate_argnums=0)
+
+
 class _Preemption:
   """Turns SIGTERM into a flag the loop polls; on several processes JAX's sync point does this."""
 
@@ -293,9 +301,7 @@ def train_and_evaluate(config, workdir: str, devices: Optional[Sequence[jax.Devi
   cfg = config.train
   start = int(to_host(run.state.step))
   total = int(cfg.steps)
-  step_fn = jax.jit(make_step_fn(run.method, float(cfg.ema_decay)),
-                    in_shardings=(run.shardings, batch_sharding(run.mesh)),
-                    out_shardings=(run.shardings, replicated(run.mesh)), donate_argnums=0)
+  step_fn = jit_step(run)
   batches = run.loader.iterate(start)
   preemption = _Preemption()
   progress = ProgressBar(start, total, cfg.batch_size, enabled=run.is_main)
